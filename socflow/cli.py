@@ -1,0 +1,250 @@
+"""The ``socflow`` command line (Typer). Every command builds what it needs from settings and calls
+the same services the API and workers use."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from socflow import __version__, migrate
+from socflow.db import make_engine, session_factory
+from socflow.enums import CaseStatus
+from socflow.errors import NotFoundError, SocflowError
+from socflow.ingest import IngestService, parse_ndjson, parse_payload
+from socflow.settings import Settings, get_settings
+from socflow.store import CaseStore
+
+app = typer.Typer(
+    name="socflow",
+    help="Local-model-first agentic SOC workflow orchestrator.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+cases_app = typer.Typer(help="Inspect cases.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(cases_app, name="cases")
+
+console = Console()
+err = Console(stderr=True)
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SocflowError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _factory(settings: Settings):  # type: ignore[no-untyped-def]
+    return session_factory(make_engine(settings.database.url, echo=settings.database.echo))
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"socflow {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def init() -> None:
+    """Prepare this folder: data dir, .env with a generated secret (if absent), database migrated."""
+    env_file = Path(".env")
+    if not env_file.exists():
+        env_file.write_text(
+            "# socflow settings (SOCFLOW_<GROUP>__<FIELD>); see README.md\n"
+            f"SOCFLOW_API__SECRET_KEY={secrets.token_urlsafe(32)}\n",
+            encoding="utf-8",
+        )
+        os.chmod(env_file, 0o600)
+        console.print(f"wrote {env_file} with a generated secret")
+        get_settings.cache_clear()
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.database.url)
+    console.print(f"database {settings.database.url} at revision {migrate.current(settings.database.url)}")
+    console.print(
+        "next: [bold]socflow demo[/bold], or [bold]socflow ingest FILE[/bold], "
+        "then [bold]socflow cases list[/bold]"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply migrations up to REVISION (default head)."""
+    settings = _settings()
+    migrate.upgrade(settings.database.url, revision)
+    console.print(f"at revision {migrate.current(settings.database.url)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base.")) -> None:
+    """Revert migrations down to REVISION."""
+    settings = _settings()
+    migrate.downgrade(settings.database.url, revision)
+    console.print(f"at revision {migrate.current(settings.database.url)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision and the code's head."""
+    settings = _settings()
+    console.print(f"current: {migrate.current(settings.database.url)}  head: {migrate.head()}")
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="JSON array, JSON object or NDJSON file ('-' for stdin).")],
+    actor: Annotated[str, typer.Option(help="Who ingests, for the audit trail.")] = "cli",
+) -> None:
+    """Ingest alerts in the generic format. Bad lines are reported with their line number; good ones kept.
+
+    Exits 1 when any item was rejected.
+    """
+    settings = _settings()
+    service = IngestService(_factory(settings))
+    if str(file) == "-":
+        report = service.ingest_text(sys.stdin.read(), actor=actor)
+    else:
+        if not file.is_file():
+            raise _fail(f"{file}: no such file")
+        head = file.open("r", encoding="utf-8", errors="replace").read(1).lstrip()
+        if head == "[":
+            report = service.ingest_text(file.read_text(encoding="utf-8", errors="replace"), actor=actor)
+        else:
+            total = _count_lines(file)
+            with (
+                Progress(
+                    TextColumn("ingest"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    console=err,
+                    disable=total < 2000 or not err.is_terminal,
+                ) as bar,  # fmt: skip
+                file.open("r", encoding="utf-8", errors="replace") as fh,
+            ):
+                task = bar.add_task("ingest", total=total)
+                items = (
+                    parse_payload(fh.read())
+                    if head == "{" and total < 2
+                    else parse_ndjson(line.rstrip("\n") for line in fh)
+                )
+                report = service.ingest(items, actor=actor, progress=lambda n: bar.advance(task, n))
+    for item in report.items:
+        if item.status == "rejected":
+            where = f"line {item.line}" if item.line is not None else f"item {item.index}"
+            field = f" ({item.field})" if item.field else ""
+            err.print(f"{where}: rejected{field}: {item.reason}", highlight=False, markup=False)
+    console.print(
+        f"{report.accepted} accepted, {report.duplicates} duplicate, {report.rejected} rejected",
+        highlight=False,
+    )
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _cases_table(store: CaseStore, status: str | None, limit: int) -> Table:
+    table = Table("id", "status", "severity", "verdict", "conf", "alerts", "title", title="cases")
+    for case in store.list_cases(status=status, limit=limit):
+        table.add_row(
+            str(case.id),
+            case.status,
+            case.severity,
+            case.verdict or "-",
+            f"{case.confidence:.2f}" if case.confidence is not None else "-",
+            str(store.count_alerts(case_id=case.id)),
+            case.title,
+        )
+    return table
+
+
+@cases_app.command("list")
+def cases_list(
+    status: Annotated[CaseStatus | None, typer.Option(help="Only cases in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+) -> None:
+    """List cases."""
+    settings = _settings()
+    with _factory(settings)() as session:
+        console.print(_cases_table(CaseStore(session), status.value if status else None, limit))
+
+
+@cases_app.command("show")
+def cases_show(case_id: int) -> None:
+    """Show one case: alerts, observables, note and audit trail."""
+    settings = _settings()
+    with _factory(settings)() as session:
+        store = CaseStore(session)
+        try:
+            case = store.get_case(case_id)
+        except NotFoundError as exc:
+            raise _fail(str(exc), 1) from exc
+        console.print(f"case {case.id}  {case.title}", highlight=False, markup=False, style="bold")
+        console.print(
+            f"status={case.status} severity={case.severity} priority={case.priority or '-'} "
+            f"verdict={case.verdict or '-'} confidence={case.confidence} assignee={case.assignee or '-'}",
+            highlight=False,
+        )
+        alerts = Table("id", "source", "ref", "severity", "title", "grouping reason", title="alerts")
+        for a in store.list_alerts(case_id=case.id):
+            alerts.add_row(str(a.id), a.source, a.source_ref or a.dedup_key[:19], a.severity, a.title,
+                           a.grouping_reason or "")  # fmt: skip
+        console.print(alerts)
+        obs = store.list_observables(case_id=case.id)
+        if obs:
+            console.print("observables: " + ", ".join(f"{o.type}={o.value}" for o in obs), markup=False)
+        note = store.get_note(case.id)
+        if note is not None:
+            rev = store.get_current_revision(note)
+            console.print(f"[bold]note[/bold] ({note.status}, revision {rev.revision} by {rev.author})")
+            console.print(rev.body, markup=False, highlight=False)
+        audit = Table("at", "actor", "action", "entity", title="audit trail")
+        for ev in store.list_audit(case_id=case.id):
+            audit.add_row(
+                ev.at.isoformat(timespec="seconds"), ev.actor, ev.action, f"{ev.entity_type}:{ev.entity_id}"
+            )
+        console.print(audit)
+
+
+@app.command()
+def demo(
+    triage: Annotated[bool, typer.Option("--triage/--no-triage", help="Run the triage workflow too.")] = True,
+) -> None:
+    """Ingest the bundled sample alerts and list the cases (safe to run again: nothing is duplicated)."""
+    settings = _settings()
+    migrate.upgrade(settings.database.url)
+    service = IngestService(_factory(settings))
+    text = (SAMPLES / "alerts.ndjson").read_text(encoding="utf-8")
+    report = service.ingest_text(text, actor="demo")
+    console.print(f"sample alerts: {report.accepted} new, {report.duplicates} already ingested")
+    with _factory(settings)() as session:
+        console.print(_cases_table(CaseStore(session), None, 100))
+
+
+def run() -> None:  # pragma: no cover - console entry
+    app()

@@ -1,0 +1,75 @@
+"""Finite sets used across the platform (StrEnum, stored as their string values)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    informational = "informational"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER.index(self)
+
+
+_SEVERITY_ORDER = [Severity.informational, Severity.low, Severity.medium, Severity.high, Severity.critical]
+
+
+class Priority(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class CaseStatus(StrEnum):
+    new = "new"
+    triaging = "triaging"
+    awaiting_approval = "awaiting_approval"
+    escalated = "escalated"
+    closed = "closed"
+
+
+class Verdict(StrEnum):
+    true_positive = "true_positive"
+    benign_positive = "benign_positive"
+    false_positive = "false_positive"
+    needs_review = "needs_review"
+
+
+class ObservableType(StrEnum):
+    ip = "ip"
+    domain = "domain"
+    url = "url"
+    hash = "hash"
+    user = "user"
+    host = "host"
+    process = "process"
+    email = "email"
+
+
+class NoteStatus(StrEnum):
+    draft = "draft"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class AuthorKind(StrEnum):
+    model = "model"
+    analyst = "analyst"
+    system = "system"
+
+
+# Allowed case status moves (design section 3). Every move is an audit event.
+CASE_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
+    CaseStatus.new: frozenset({CaseStatus.triaging, CaseStatus.closed, CaseStatus.escalated}),
+    CaseStatus.triaging: frozenset({CaseStatus.awaiting_approval, CaseStatus.closed, CaseStatus.escalated}),
+    CaseStatus.awaiting_approval: frozenset({CaseStatus.triaging, CaseStatus.closed, CaseStatus.escalated}),
+    CaseStatus.escalated: frozenset({CaseStatus.closed, CaseStatus.triaging}),
+    CaseStatus.closed: frozenset({CaseStatus.triaging}),
+}

@@ -1,0 +1,179 @@
+"""The one ingest service every door uses (CLI, API, connectors, workers).
+
+parse (JSON object, JSON array or NDJSON) -> validate (``AlertIn``) -> deduplicate -> store -> group.
+Each alert is committed before anything is done with it (``on_case_created`` callbacks run after the
+commit); a bad item is reported with its position and reason and never stops the good ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from socflow.grouping import Grouper, OneCasePerAlert
+from socflow.observables import extract
+from socflow.schemas import AlertIn, IngestItem, IngestReport
+from socflow.store import CaseStore
+
+CHUNK = 200
+
+
+@dataclass(frozen=True)
+class ParsedItem:
+    """One submitted item: its 0-based index, its line (NDJSON), and the object or a parse error."""
+
+    index: int
+    line: int | None
+    data: Any = None
+    error: str | None = None
+
+
+def parse_payload(text: str) -> Iterator[ParsedItem]:
+    """Items from a JSON object, a JSON array, or NDJSON (one object per line; blank lines skipped)."""
+    stripped = text.strip()
+    if not stripped:
+        return
+    if stripped[0] in "[{":
+        try:
+            doc = json.loads(stripped)
+        except json.JSONDecodeError:
+            doc = None
+        else:
+            items = doc if isinstance(doc, list) else [doc]
+            for i, item in enumerate(items):
+                yield ParsedItem(index=i, line=None, data=item)
+            return
+    yield from parse_ndjson(text.splitlines())
+
+
+def parse_ndjson(lines: Iterable[str], *, start_line: int = 1) -> Iterator[ParsedItem]:
+    index = 0
+    for line_no, line in enumerate(lines, start=start_line):
+        if not line.strip():
+            continue
+        try:
+            yield ParsedItem(index=index, line=line_no, data=json.loads(line))
+        except json.JSONDecodeError as exc:
+            yield ParsedItem(
+                index=index, line=line_no, error=f"invalid JSON: {exc.msg} at column {exc.colno}"
+            )
+        index += 1
+
+
+def dedup_key(alert: AlertIn) -> str:
+    """``source_ref`` when given, else ``fp:`` + sha256 of the canonical normalized alert."""
+    if alert.source_ref:
+        return alert.source_ref
+    canonical = json.dumps(
+        alert.model_dump(mode="json", exclude={"source_ref"}), sort_keys=True, separators=(",", ":")
+    )
+    return "fp:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validation_reason(exc: ValidationError) -> tuple[str | None, str]:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(p) for p in err["loc"]) or None
+    return field, err["msg"]
+
+
+class IngestService:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        grouper: Grouper | None = None,
+        on_case_created: Callable[[int], None] | None = None,
+    ) -> None:
+        self.factory = factory
+        self.grouper = grouper or OneCasePerAlert()
+        self.on_case_created = on_case_created
+
+    def ingest_text(self, text: str, *, actor: str) -> IngestReport:
+        return self.ingest(parse_payload(text), actor=actor)
+
+    def ingest(
+        self,
+        items: Iterable[ParsedItem],
+        *,
+        actor: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        report = IngestReport()
+        chunk: list[ParsedItem] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= CHUNK:
+                self._ingest_chunk(chunk, actor, report)
+                if progress:
+                    progress(len(chunk))
+                chunk = []
+        if chunk:
+            self._ingest_chunk(chunk, actor, report)
+            if progress:
+                progress(len(chunk))
+        return report
+
+    def _ingest_chunk(self, chunk: list[ParsedItem], actor: str, report: IngestReport) -> None:
+        new_cases: list[int] = []
+        with self.factory() as session, session.begin():
+            store = CaseStore(session)
+            for item in chunk:
+                result = self._ingest_one(session, store, item, actor)
+                report.items.append(result[0])
+                if result[1] is not None:
+                    new_cases.append(result[1])
+        if self.on_case_created:
+            for case_id in new_cases:
+                self.on_case_created(case_id)
+
+    def _ingest_one(
+        self, session: Session, store: CaseStore, item: ParsedItem, actor: str
+    ) -> tuple[IngestItem, int | None]:
+        base = {"index": item.index, "line": item.line}
+        if item.error is not None:
+            return IngestItem(status="rejected", reason=item.error, **base), None
+        if not isinstance(item.data, dict):
+            return IngestItem(status="rejected", reason="an alert must be a JSON object", **base), None
+        try:
+            alert = AlertIn.model_validate(item.data)
+        except ValidationError as exc:
+            field, reason = validation_reason(exc)
+            return IngestItem(status="rejected", reason=reason, field=field, **base), None
+        key = dedup_key(alert)
+        existing = store.find_alert(alert.source, key)
+        if existing is not None:
+            return IngestItem(
+                status="duplicate", alert_id=existing.id, case_id=existing.case_id, **base
+            ), None
+        try:
+            with session.begin_nested():
+                assignment = self.grouper.assign(store, alert, actor=actor)
+                row = store.add_alert(
+                    alert,
+                    dedup_key=key,
+                    case_id=assignment.case.id,
+                    actor=actor,
+                    observables=extract(alert),
+                    grouping_key=assignment.grouping_key,
+                    grouping_reason=assignment.reason,
+                )
+        except IntegrityError:  # a concurrent writer stored the same alert first
+            existing = store.find_alert(alert.source, key)
+            return (
+                IngestItem(
+                    status="duplicate",
+                    alert_id=existing.id if existing else None,
+                    case_id=existing.case_id if existing else None,
+                    **base,
+                ),
+                None,
+            )
+        new_case = assignment.case.id if assignment.created else None
+        return IngestItem(status="accepted", alert_id=row.id, case_id=row.case_id, **base), new_case

@@ -1,0 +1,33 @@
+"""Build the configured ``ModelClient`` from settings (the only place that reads ``ModelSettings``)."""
+
+from __future__ import annotations
+
+from socflow.errors import ConfigError, ModelUnavailable
+from socflow.model.base import ModelClient
+from socflow.model.recorder import ModelCallRecorder
+from socflow.settings import ModelSettings
+
+
+def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | None) -> ModelClient:
+    """The client for ``settings.backend``. Nothing heavy is loaded here: the transformers model loads lazily."""
+    if settings.backend == "transformers":
+        from socflow.model.hf import TransformersModel
+
+        return TransformersModel(
+            settings.name,
+            cache_dir=settings.cache_dir,
+            device=settings.device,
+            max_new_tokens=settings.max_new_tokens,
+            load_in_4bit=settings.load_in_4bit,
+            recorder=recorder,
+        )
+    if settings.backend == "scripted":
+        from socflow.model.scripted import ScriptedModel
+
+        # An empty script: every call fails loudly. Tests build their own ScriptedModel with rules.
+        return ScriptedModel([], recorder=recorder)
+    if settings.backend == "endpoint":
+        raise ModelUnavailable("the endpoint backend is not implemented yet (model runtime part 2)")
+    if settings.backend == "none":
+        raise ModelUnavailable("no model backend configured (SOCFLOW_MODEL__BACKEND=none)")
+    raise ConfigError(f"unknown model backend {settings.backend!r}")

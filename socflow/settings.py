@@ -1,0 +1,120 @@
+"""Settings: one pydantic-settings class, nested groups, ``SOCFLOW_<GROUP>__<FIELD>`` environment names.
+
+Read once through ``get_settings()`` (cached) and passed explicitly into factories; nodes never read settings.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from socflow.errors import ConfigError
+
+DEFAULT_SECRET = "dev-insecure-change-me"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Group):
+    url: str = "sqlite:///./socflow.db"
+    echo: bool = False
+
+
+class BrokerSettings(_Group):
+    url: str = ""
+
+
+class ModelSettings(_Group):
+    backend: Literal["transformers", "endpoint", "scripted", "none"] = "transformers"
+    name: str = "smollm2"
+    endpoint_url: str = ""
+    cache_dir: Path = Path("~/.cache/socflow/models").expanduser()
+    max_new_tokens: int = Field(default=256, ge=1, le=8192)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    load_in_4bit: bool = False
+    timeout_seconds: float = Field(default=120.0, gt=0)
+
+
+class SiemSettings(_Group):
+    backend: Literal["embedded", "elastic", "splunk"] = "embedded"
+    path: Path = Path("./socflow-siem.db")
+    url: str = ""
+    username: str = ""
+    password: str = ""
+    index: str = "logs-*"
+
+
+class GroupingSettings(_Group):
+    window_seconds: int = Field(default=3600, ge=1)
+    key_fields: list[str] = Field(default_factory=lambda: ["rule", "hosts", "users"])
+
+
+class PolicySettings(_Group):
+    file: Path | None = None
+
+
+class ApiSettings(_Group):
+    secret_key: str = DEFAULT_SECRET
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class WorkerSettings(_Group):
+    run_lease_seconds: int = Field(default=600, ge=1)
+    model_queue: str = "gpu"
+    concurrency: int = Field(default=1, ge=1)
+
+
+class WorkflowSettings(_Group):
+    paths: list[Path] = Field(default_factory=list)
+
+
+class IngestSettings(_Group):
+    max_field_bytes: int = 64 * 1024
+    max_raw_bytes: int = 256 * 1024
+    max_batch_items: int = 10_000
+    max_body_bytes: int = 32 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SOCFLOW_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./.socflow")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    siem: SiemSettings = Field(default_factory=SiemSettings)
+    grouping: GroupingSettings = Field(default_factory=GroupingSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.env == "production" and self.api.secret_key in ("", DEFAULT_SECRET):
+            raise ValueError("SOCFLOW_API__SECRET_KEY must be set to a non-default value in production")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (environment and ``.env``), read once."""
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
+        raise ConfigError(str(exc)) from exc

@@ -1,0 +1,483 @@
+"""The case store: the only writer of case, alert, observable, note and audit rows.
+
+Every public mutating method is marked with ``@mutation(action)`` and appends exactly one audit event in
+the caller's transaction (the wrapper checks it at run time). Methods without the mark only read; their
+names start with ``get_``, ``list_``, ``find_`` or ``count_`` (the audit test enforces both rules).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from socflow.enums import CASE_TRANSITIONS, AuthorKind, CaseStatus, NoteStatus, ObservableType, Severity
+from socflow.errors import ConflictError, InvalidTransition, NotFoundError
+from socflow.schemas import AlertIn, now_utc
+from socflow.tables import Alert, AuditEvent, Case, Note, NoteRevision, Observable
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+READ_PREFIXES = ("get_", "list_", "find_", "count_")
+
+
+def mutation(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Mark a store method as mutating; the wrapper asserts it appended exactly one audit event."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            store = args[0]
+            assert isinstance(store, CaseStore)
+            before = store._audit_count
+            result = fn(*args, **kwargs)
+            if store._audit_count - before != 1:
+                raise AssertionError(f"{fn.__name__} appended {store._audit_count - before} audit events")
+            return result
+
+        wrapper.__socflow_mutation__ = action  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def unified_diff(before: str, after: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True), "draft", "edited"
+        )
+    )
+
+
+class CaseStore:
+    """Reads and writes within one SQLAlchemy session; the caller owns the transaction."""
+
+    def __init__(self, session: Session, *, clock: Callable[[], datetime] = now_utc) -> None:
+        self.session = session
+        self.clock = clock
+        self._audit_count = 0
+
+    # -- audit -------------------------------------------------------------------------------------
+    def _audit(
+        self,
+        action: str,
+        *,
+        actor: str,
+        entity_type: str,
+        entity_id: Any,
+        case_id: int | None,
+        data: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        event = AuditEvent(
+            at=self.clock(),
+            actor=actor,
+            action=action,
+            entity_type=entity_type,
+            entity_id=str(entity_id),
+            case_id=case_id,
+            data=data or {},
+        )
+        self.session.add(event)
+        self._audit_count += 1
+        return event
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get_case(self, case_id: int) -> Case:
+        case = self.session.get(Case, case_id)
+        if case is None:
+            raise NotFoundError(f"case {case_id} does not exist")
+        return case
+
+    def list_cases(
+        self,
+        *,
+        status: CaseStatus | str | None = None,
+        severity: Severity | str | None = None,
+        verdict: str | None = None,
+        assignee: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Case]:
+        stmt = select(Case)
+        for column, value in (
+            (Case.status, status),
+            (Case.severity, severity),
+            (Case.verdict, verdict),
+            (Case.assignee, assignee),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == str(value))
+        stmt = stmt.order_by(Case.id).limit(limit).offset(offset)
+        return list(self.session.scalars(stmt))
+
+    def count_cases(self, *, status: CaseStatus | str | None = None) -> int:
+        stmt = select(func.count(Case.id))
+        if status is not None:
+            stmt = stmt.where(Case.status == str(status))
+        return int(self.session.scalar(stmt) or 0)
+
+    def count_alerts(self, *, case_id: int | None = None) -> int:
+        stmt = select(func.count(Alert.id))
+        if case_id is not None:
+            stmt = stmt.where(Alert.case_id == case_id)
+        return int(self.session.scalar(stmt) or 0)
+
+    def get_alert(self, alert_id: int) -> Alert:
+        alert = self.session.get(Alert, alert_id)
+        if alert is None:
+            raise NotFoundError(f"alert {alert_id} does not exist")
+        return alert
+
+    def find_alert(self, source: str, dedup_key: str) -> Alert | None:
+        return self.session.scalar(select(Alert).where(Alert.source == source, Alert.dedup_key == dedup_key))
+
+    def list_alerts(self, *, case_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[Alert]:
+        stmt = select(Alert)
+        if case_id is not None:
+            stmt = stmt.where(Alert.case_id == case_id)
+        return list(self.session.scalars(stmt.order_by(Alert.id).limit(limit).offset(offset)))
+
+    def list_observables(self, *, case_id: int) -> list[Observable]:
+        stmt = (
+            select(Observable)
+            .where(Observable.case_id == case_id)
+            .order_by(Observable.type, Observable.value)
+        )
+        return list(self.session.scalars(stmt))
+
+    def find_open_case(self, grouping_key: str, *, since: datetime) -> Case | None:
+        stmt = (
+            select(Case)
+            .where(
+                Case.grouping_key == grouping_key,
+                Case.status != CaseStatus.closed.value,
+                Case.created_at >= since,
+            )
+            .order_by(Case.id.desc())
+            .limit(1)
+        )
+        return self.session.scalar(stmt)
+
+    def get_note(self, case_id: int, *, kind: str = "case_note") -> Note | None:
+        stmt = (
+            select(Note).where(Note.case_id == case_id, Note.kind == kind).order_by(Note.id.desc()).limit(1)
+        )
+        return self.session.scalar(stmt)
+
+    def list_revisions(self, note_id: int) -> list[NoteRevision]:
+        stmt = select(NoteRevision).where(NoteRevision.note_id == note_id).order_by(NoteRevision.revision)
+        return list(self.session.scalars(stmt))
+
+    def get_current_revision(self, note: Note) -> NoteRevision:
+        rev = self.session.scalar(
+            select(NoteRevision).where(
+                NoteRevision.note_id == note.id, NoteRevision.revision == note.current_revision
+            )
+        )
+        if rev is None:
+            raise NotFoundError(f"note {note.id} has no revision {note.current_revision}")
+        return rev
+
+    def list_audit(self, *, case_id: int | None = None, action: str | None = None) -> list[AuditEvent]:
+        stmt = select(AuditEvent)
+        if case_id is not None:
+            stmt = stmt.where(AuditEvent.case_id == case_id)
+        if action is not None:
+            stmt = stmt.where(AuditEvent.action == action)
+        return list(self.session.scalars(stmt.order_by(AuditEvent.id)))
+
+    # -- mutations ---------------------------------------------------------------------------------
+    @mutation("case.created")
+    def create_case(
+        self, *, title: str, severity: Severity | str, actor: str, grouping_key: str | None = None
+    ) -> Case:
+        now = self.clock()
+        case = Case(
+            title=title[:500],
+            status=CaseStatus.new.value,
+            severity=Severity(severity).value,
+            grouping_key=grouping_key,
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(case)
+        self.session.flush()
+        self._audit(
+            "case.created",
+            actor=actor,
+            entity_type="case",
+            entity_id=case.id,
+            case_id=case.id,
+            data={"severity": case.severity, "grouping_key": grouping_key},
+        )
+        return case
+
+    @mutation("alert.ingested")
+    def add_alert(
+        self,
+        alert: AlertIn,
+        *,
+        dedup_key: str,
+        case_id: int,
+        actor: str,
+        observables: Iterable[tuple[ObservableType, str]] = (),
+        grouping_key: str | None = None,
+        grouping_reason: str | None = None,
+    ) -> Alert:
+        row = Alert(
+            source=alert.source,
+            source_ref=alert.source_ref,
+            dedup_key=dedup_key,
+            received_at=self.clock(),
+            observed_at=alert.timestamp,
+            title=alert.title,
+            description=alert.description,
+            severity=alert.severity.value,
+            rule_id=alert.rule.id,
+            rule_name=alert.rule.name,
+            rule_tags=list(alert.rule.tags),
+            entities=alert.entities.model_dump(),
+            raw=alert.raw,
+            case_id=case_id,
+            grouping_key=grouping_key,
+            grouping_reason=grouping_reason,
+        )
+        self.session.add(row)
+        self.session.flush()
+        self.session.add_all(
+            Observable(alert_id=row.id, case_id=case_id, type=kind.value, value=value[:2048])
+            for kind, value in observables
+        )
+        case = self.get_case(case_id)
+        if Severity(alert.severity).rank > Severity(case.severity).rank:
+            case.severity = alert.severity.value
+        case.updated_at = self.clock()
+        self._audit(
+            "alert.ingested",
+            actor=actor,
+            entity_type="alert",
+            entity_id=row.id,
+            case_id=case_id,
+            data={"source": alert.source, "dedup_key": dedup_key, "grouping_reason": grouping_reason},
+        )
+        return row
+
+    @mutation("case.status_changed")
+    def move_case(
+        self, case_id: int, status: CaseStatus | str, *, actor: str, reason: str | None = None
+    ) -> Case:
+        case = self.get_case(case_id)
+        target = CaseStatus(status)
+        current = CaseStatus(case.status)
+        if target not in CASE_TRANSITIONS[current]:
+            raise InvalidTransition(f"case {case_id} cannot move from {current} to {target}")
+        now = self.clock()
+        case.status = target.value
+        case.updated_at = now
+        if target is CaseStatus.awaiting_approval and case.triaged_at is None:
+            case.triaged_at = now
+        if target in (CaseStatus.closed, CaseStatus.escalated) and current is CaseStatus.awaiting_approval:
+            case.approved_at = now
+        if target is CaseStatus.closed:
+            case.closed_at = now
+        self._audit(
+            "case.status_changed",
+            actor=actor,
+            entity_type="case",
+            entity_id=case.id,
+            case_id=case.id,
+            data={"from": current.value, "to": target.value, "reason": reason},
+        )
+        return case
+
+    @mutation("case.updated")
+    def update_case(
+        self,
+        case_id: int,
+        *,
+        actor: str,
+        assignee: str | None = None,
+        severity: Severity | str | None = None,
+        title: str | None = None,
+    ) -> Case:
+        case = self.get_case(case_id)
+        changes: dict[str, Any] = {}
+        if assignee is not None:
+            changes["assignee"] = [case.assignee, assignee or None]
+            case.assignee = assignee or None
+        if severity is not None:
+            changes["severity"] = [case.severity, Severity(severity).value]
+            case.severity = Severity(severity).value
+        if title is not None:
+            changes["title"] = [case.title, title[:500]]
+            case.title = title[:500]
+        case.updated_at = self.clock()
+        self._audit(
+            "case.updated", actor=actor, entity_type="case", entity_id=case.id, case_id=case.id, data=changes
+        )
+        return case
+
+    @mutation("case.assessed")
+    def set_assessment(
+        self,
+        case_id: int,
+        *,
+        verdict: str,
+        confidence: float | None,
+        priority: str | None,
+        actor: str,
+        rationale: str | None = None,
+    ) -> Case:
+        case = self.get_case(case_id)
+        case.verdict = verdict
+        case.confidence = confidence
+        case.priority = priority
+        case.updated_at = self.clock()
+        self._audit(
+            "case.assessed",
+            actor=actor,
+            entity_type="case",
+            entity_id=case.id,
+            case_id=case.id,
+            data={"verdict": verdict, "confidence": confidence, "priority": priority, "rationale": rationale},
+        )
+        return case
+
+    @mutation("note.drafted")
+    def draft_note(
+        self,
+        case_id: int,
+        body: str,
+        *,
+        author: str,
+        author_kind: AuthorKind | str = AuthorKind.model,
+        kind: str = "case_note",
+        comment: str | None = None,
+    ) -> NoteRevision:
+        """A new draft: creates the case's note, or adds a draft revision to it."""
+        self.get_case(case_id)
+        now = self.clock()
+        note = self.get_note(case_id, kind=kind)
+        if note is None:
+            note = Note(case_id=case_id, kind=kind, status=NoteStatus.draft.value, current_revision=0,
+                        created_at=now, updated_at=now)  # fmt: skip
+            self.session.add(note)
+            self.session.flush()
+        rev = self._new_revision(
+            note, body, author=author, author_kind=author_kind, diff=None, comment=comment
+        )
+        note.status = NoteStatus.draft.value
+        self._audit(
+            "note.drafted",
+            actor=author,
+            entity_type="note",
+            entity_id=note.id,
+            case_id=case_id,
+            data={"revision": rev.revision, "kind": kind},
+        )
+        return rev
+
+    @mutation("note.decided")
+    def decide_note(
+        self,
+        case_id: int,
+        *,
+        status: NoteStatus | str,
+        actor: str,
+        body: str | None = None,
+        comment: str | None = None,
+        kind: str = "case_note",
+    ) -> NoteRevision:
+        """An analyst's decision on the current draft: approve (optionally with an edited body) or reject.
+
+        An edit is stored as a new revision whose ``diff`` is the unified diff against the draft.
+        """
+        note = self.get_note(case_id, kind=kind)
+        if note is None:
+            raise ConflictError(f"case {case_id} has no note to decide on")
+        current = self.get_current_revision(note)
+        target = NoteStatus(status)
+        if body is not None and body != current.body:
+            rev = self._new_revision(
+                note,
+                body,
+                author=actor,
+                author_kind=AuthorKind.analyst,
+                diff=unified_diff(current.body, body),
+                comment=comment,
+            )
+        else:
+            rev = current
+            if comment:
+                rev.comment = comment
+        note.status = target.value
+        note.updated_at = self.clock()
+        self._audit(
+            "note.decided",
+            actor=actor,
+            entity_type="note",
+            entity_id=note.id,
+            case_id=case_id,
+            data={"status": target.value, "revision": rev.revision, "edited": rev is not current},
+        )
+        return rev
+
+    @mutation("action.recorded")
+    def record_action(
+        self, case_id: int, action: str, *, actor: str, detail: dict[str, Any] | None = None
+    ) -> AuditEvent:
+        """An action taken on the case (containment, ...): the only source of "Actions taken"."""
+        self.get_case(case_id)
+        return self._audit(
+            "action.recorded",
+            actor=actor,
+            entity_type="case",
+            entity_id=case_id,
+            case_id=case_id,
+            data={"action": action, **(detail or {})},
+        )
+
+    def _new_revision(
+        self,
+        note: Note,
+        body: str,
+        *,
+        author: str,
+        author_kind: AuthorKind | str,
+        diff: str | None,
+        comment: str | None,
+    ) -> NoteRevision:
+        note.current_revision += 1
+        note.updated_at = self.clock()
+        rev = NoteRevision(
+            note_id=note.id,
+            revision=note.current_revision,
+            body=body,
+            author=author,
+            author_kind=AuthorKind(author_kind).value,
+            diff=diff,
+            comment=comment,
+            created_at=self.clock(),
+        )
+        self.session.add(rev)
+        self.session.flush()
+        return rev
+
+
+def mutating_methods(cls: type = CaseStore) -> dict[str, str]:
+    """Public methods marked ``@mutation``, with their audit action."""
+    return {
+        name: member.__socflow_mutation__
+        for name, member in vars(cls).items()
+        if not name.startswith("_") and callable(member) and hasattr(member, "__socflow_mutation__")
+    }
+
+
+def public_methods(cls: type = CaseStore) -> Sequence[str]:
+    return sorted(name for name, member in vars(cls).items() if not name.startswith("_") and callable(member))

@@ -1,0 +1,204 @@
+"""All socflow tables (SQLAlchemy 2 typed mappings). No behaviour lives here.
+
+The schema is created only by Alembic (``migrations/``); the LangGraph checkpointer owns the tables
+``checkpoints``, ``writes``, ``checkpoint_blobs``, ``checkpoint_writes`` and ``checkpoint_migrations``,
+and no socflow table may use those names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CHECKPOINTER_TABLES = frozenset(
+    {"checkpoints", "writes", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
+)
+
+# BigInteger ids that stay INTEGER PRIMARY KEY (rowid) on SQLite.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    severity: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[str | None] = mapped_column(String(16))
+    verdict: Mapped[str | None] = mapped_column(String(32), index=True)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    assignee: Mapped[str | None] = mapped_column(String(200), index=True)
+    grouping_key: Mapped[str | None] = mapped_column(String(300), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    triaged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("source", "dedup_key", name="uq_alerts_source_dedup_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))
+    source_ref: Mapped[str | None] = mapped_column(String(300))
+    dedup_key: Mapped[str] = mapped_column(String(300))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16))
+    rule_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    rule_name: Mapped[str | None] = mapped_column(String(500))
+    rule_tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    entities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    grouping_key: Mapped[str | None] = mapped_column(String(300), index=True)
+    grouping_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Observable(Base):
+    __tablename__ = "observables"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "type", "value", name="uq_observables_alert_type_value"),
+        Index("ix_observables_type_value", "type", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(2048))
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="case_note")
+    status: Mapped[str] = mapped_column(String(16))
+    current_revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NoteRevision(Base):
+    __tablename__ = "note_revisions"
+    __table_args__ = (UniqueConstraint("note_id", "revision", name="uq_note_revisions_note_revision"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("notes.id", ondelete="CASCADE"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(200))
+    author_kind: Mapped[str] = mapped_column(String(16))
+    diff: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100), index=True)
+    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(100))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ModelCall(Base):
+    """Append-only audit of every model call, success or failure (revision 0002)."""
+
+    __tablename__ = "model_calls"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    case_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    node: Mapped[str | None] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(32))
+    backend: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(String(500))
+    model_revision: Mapped[str | None] = mapped_column(String(200))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prompt: Mapped[str] = mapped_column(Text)
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    parsed_output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class CaseTechnique(Base):
+    """A validated ATT&CK technique on a case (revision 0003). Names and tactics come from the catalog."""
+
+    __tablename__ = "case_techniques"
+    __table_args__ = (
+        UniqueConstraint("case_id", "technique_id", "source", name="uq_case_techniques_case_tech_source"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    technique_id: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(300))
+    tactics: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    evidence_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Evidence(Base):
+    """What a tool returned for a case, with a stable id a note can cite (revision 0004)."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (UniqueConstraint("case_id", "evidence_id", name="uq_evidence_case_evidence_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    evidence_id: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(32))
+    backend: Mapped[str | None] = mapped_column(String(32))
+    source_event_id: Mapped[str | None] = mapped_column(String(200))
+    observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    summary: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,43 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import text
+
+from socflow.db import make_engine
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCFLOW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "socflow", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+def test_init_is_idempotent_and_demo_adds_nothing_twice(tmp_path: Path) -> None:
+    first = _run(["init"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    secret = (tmp_path / ".env").read_text()
+    assert "SOCFLOW_API__SECRET_KEY=" in secret
+    again = _run(["init"], tmp_path)
+    assert again.returncode == 0 and (tmp_path / ".env").read_text() == secret
+
+    demo = _run(["demo", "--no-triage"], tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "6 new" in demo.stdout
+    second = _run(["demo", "--no-triage"], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "0 new, 6 already ingested" in second.stdout
+    listed = _run(["cases", "list"], tmp_path)
+    assert "LSASS process memory" in listed.stdout
+
+
+def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    for _ in range(2):
+        with engine.connect() as conn:
+            assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert conn.scalar(text("PRAGMA busy_timeout")) >= 5000
+            assert conn.scalar(text("PRAGMA foreign_keys")) == 1
+    engine.dispose()

@@ -1,0 +1,140 @@
+"""The case store is the only writer, and every public mutation leaves exactly one audit event.
+
+The audit test finds mutating methods by introspection: a new public method that is neither marked
+``@mutation`` nor named like a read, or a new mutation without a scenario here, fails the suite.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from socflow.db import make_engine, session_factory
+from socflow.enums import CaseStatus, NoteStatus, Severity
+from socflow.errors import ConflictError, InvalidTransition
+from socflow.schemas import AlertIn
+from socflow.store import READ_PREFIXES, CaseStore, mutating_methods, public_methods
+from socflow.tables import AuditEvent, NoteRevision
+
+
+def _alert(ref: str = "a-1") -> AlertIn:
+    return AlertIn.model_validate(
+        {"source": "test", "source_ref": ref, "title": "t", "severity": "high", "entities": {"hosts": ["H1"]}}
+    )
+
+
+def _case(store: CaseStore) -> int:
+    return store.create_case(title="c", severity="low", actor="t").id
+
+
+def _drafted(store: CaseStore) -> int:
+    cid = _case(store)
+    store.move_case(cid, "triaging", actor="t")
+    store.draft_note(cid, "draft body", author="model")
+    return cid
+
+
+# name -> (setup returning args for the call, the call)
+SCENARIOS: dict[str, tuple[Callable[[CaseStore], Any], Callable[[CaseStore, Any], Any]]] = {
+    "create_case": (lambda s: None, lambda s, _: s.create_case(title="x", severity="high", actor="t")),
+    "add_alert": (
+        _case,
+        lambda s, cid: s.add_alert(_alert(), dedup_key="a-1", case_id=cid, actor="t"),
+    ),
+    "move_case": (_case, lambda s, cid: s.move_case(cid, CaseStatus.triaging, actor="t")),
+    "update_case": (_case, lambda s, cid: s.update_case(cid, actor="t", assignee="bob")),
+    "set_assessment": (
+        _case,
+        lambda s, cid: s.set_assessment(cid, verdict="true_positive", confidence=0.8, priority="high", actor="t"),
+    ),
+    "draft_note": (_case, lambda s, cid: s.draft_note(cid, "body", author="model")),
+    "decide_note": (
+        _drafted,
+        lambda s, cid: s.decide_note(cid, status=NoteStatus.approved, actor="ana", body="edited body"),
+    ),
+    "record_action": (_case, lambda s, cid: s.record_action(cid, "host_isolated", actor="edr")),
+}
+
+
+def test_every_public_method_is_a_read_or_an_audited_mutation() -> None:
+    mutations = mutating_methods()
+    for name in public_methods():
+        assert name in mutations or name.startswith(READ_PREFIXES), (
+            f"CaseStore.{name} is public, not marked @mutation and not named like a read"
+        )
+    assert set(mutations) == set(SCENARIOS), "every mutation needs an audit scenario in this test"
+
+
+@pytest.mark.parametrize("method", sorted(mutating_methods()))
+def test_each_mutation_leaves_exactly_one_audit_event(db_url: str, method: str) -> None:
+    engine = make_engine(db_url)
+    factory = session_factory(engine)
+    setup, call = SCENARIOS[method]
+    with factory() as session, session.begin():
+        arg = setup(CaseStore(session))
+    with factory() as session, session.begin():
+        before = session.scalar(select(func.count(AuditEvent.id)))
+        call(CaseStore(session), arg)
+    with factory() as session:
+        after = session.scalar(select(func.count(AuditEvent.id)))
+        events = list(session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)))
+    engine.dispose()
+    assert after - before == 1
+    assert events[0].action == mutating_methods()[method]
+
+
+def test_audit_is_in_the_same_transaction(db_url: str) -> None:
+    engine = make_engine(db_url)
+    factory = session_factory(engine)
+    with pytest.raises(RuntimeError), factory() as session, session.begin():
+        CaseStore(session).create_case(title="x", severity="low", actor="t")
+        raise RuntimeError("boom")
+    with factory() as session:
+        assert session.scalar(select(func.count(AuditEvent.id))) == 0
+    engine.dispose()
+
+
+def test_status_moves_follow_the_design(factory) -> None:  # type: ignore[no-untyped-def]
+    with factory() as session, session.begin():
+        store = CaseStore(session)
+        cid = _case(store)
+        with pytest.raises(InvalidTransition):
+            store.move_case(cid, CaseStatus.awaiting_approval, actor="t")  # new -> awaiting is not a move
+        store.move_case(cid, CaseStatus.triaging, actor="t")
+        store.move_case(cid, CaseStatus.awaiting_approval, actor="t")
+        case = store.move_case(cid, CaseStatus.escalated, actor="ana", reason="true positive")
+        assert case.triaged_at is not None and case.approved_at is not None
+        assert [e.data["to"] for e in store.list_audit(case_id=cid, action="case.status_changed")] == [
+            "triaging",
+            "awaiting_approval",
+            "escalated",
+        ]
+
+
+def test_edit_is_stored_as_a_new_revision_with_a_diff(factory) -> None:  # type: ignore[no-untyped-def]
+    with factory() as session, session.begin():
+        store = CaseStore(session)
+        cid = _drafted(store)
+        rev = store.decide_note(cid, status="approved", actor="ana", body="draft body\nplus analyst line")
+        assert rev.revision == 2 and rev.author == "ana" and rev.author_kind == "analyst"
+        assert "+plus analyst line" in (rev.diff or "")
+        revisions = store.list_revisions(rev.note_id)
+        assert [r.body for r in revisions] == ["draft body", "draft body\nplus analyst line"]
+        assert session.scalar(select(func.count(NoteRevision.id))) == 2
+
+
+def test_deciding_without_a_note_is_a_conflict(factory) -> None:  # type: ignore[no-untyped-def]
+    with factory() as session, session.begin():
+        store = CaseStore(session)
+        cid = _case(store)
+        with pytest.raises(ConflictError):
+            store.decide_note(cid, status="approved", actor="ana")
+
+
+def test_alert_raises_case_severity(factory) -> None:  # type: ignore[no-untyped-def]
+    with factory() as session, session.begin():
+        store = CaseStore(session)
+        cid = _case(store)
+        store.add_alert(_alert(), dedup_key="a-1", case_id=cid, actor="t")
+        assert store.get_case(cid).severity == Severity.high
