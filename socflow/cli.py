@@ -33,8 +33,8 @@ cases_app = typer.Typer(help="Inspect cases.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cases_app, name="cases")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -145,7 +145,7 @@ def ingest(
                     TimeRemainingColumn(),
                     console=err,
                     disable=total < 2000 or not err.is_terminal,
-                ) as bar,  # fmt: skip
+                ) as bar,
                 file.open("r", encoding="utf-8", errors="replace") as fh,
             ):
                 task = bar.add_task("ingest", total=total)
@@ -212,8 +212,14 @@ def cases_show(case_id: int) -> None:
         )
         alerts = Table("id", "source", "ref", "severity", "title", "grouping reason", title="alerts")
         for a in store.list_alerts(case_id=case.id):
-            alerts.add_row(str(a.id), a.source, a.source_ref or a.dedup_key[:19], a.severity, a.title,
-                           a.grouping_reason or "")  # fmt: skip
+            alerts.add_row(
+                str(a.id),
+                a.source,
+                a.source_ref or a.dedup_key[:19],
+                a.severity,
+                a.title,
+                a.grouping_reason or "",
+            )
         console.print(alerts)
         obs = store.list_observables(case_id=case.id)
         if obs:

@@ -139,3 +139,26 @@ class IngestReport(BaseModel):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+class EvidenceRecord(BaseModel):
+    """One item a tool returned, to be stored as citable evidence (``evidence_id`` is stable)."""
+
+    evidence_id: str = Field(min_length=1, max_length=80)
+    kind: str = Field(max_length=32)
+    backend: str | None = Field(default=None, max_length=32)
+    source_event_id: str | None = Field(default=None, max_length=200)
+    observed_at: datetime | None = None
+    summary: str = Field(max_length=4000)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class TechniqueRecord(BaseModel):
+    """A validated ATT&CK technique for a case: name and tactics come from the catalog, never the model."""
+
+    technique_id: str = Field(pattern=r"^T\d{4}(\.\d{3})?$")
+    name: str = Field(max_length=300)
+    tactics: list[str] = Field(default_factory=list)
+    source: str = Field(max_length=32)
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    evidence_ids: list[str] = Field(default_factory=list)

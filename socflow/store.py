@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from socflow.enums import CASE_TRANSITIONS, AuthorKind, CaseStatus, NoteStatus, ObservableType, Severity
 from socflow.errors import ConflictError, InvalidTransition, NotFoundError
-from socflow.schemas import AlertIn, now_utc
-from socflow.tables import Alert, AuditEvent, Case, Note, NoteRevision, Observable
+from socflow.schemas import AlertIn, EvidenceRecord, TechniqueRecord, now_utc
+from socflow.tables import Alert, AuditEvent, Case, CaseTechnique, Evidence, Note, NoteRevision, Observable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,7 +28,11 @@ READ_PREFIXES = ("get_", "list_", "find_", "count_")
 
 
 def mutation(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Mark a store method as mutating; the wrapper asserts it appended exactly one audit event."""
+    """Mark a store method as mutating; the wrapper asserts it appended one audit event.
+
+    Idempotent mutations (``add_evidence``, ``add_techniques``) append none when nothing changed, so a
+    re-run after a crash duplicates neither rows nor audit events.
+    """
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
@@ -37,7 +41,7 @@ def mutation(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             assert isinstance(store, CaseStore)
             before = store._audit_count
             result = fn(*args, **kwargs)
-            if store._audit_count - before != 1:
+            if store._audit_count - before not in (0, 1):
                 raise AssertionError(f"{fn.__name__} appended {store._audit_count - before} audit events")
             return result
 
@@ -183,6 +187,21 @@ class CaseStore:
         if rev is None:
             raise NotFoundError(f"note {note.id} has no revision {note.current_revision}")
         return rev
+
+    def list_evidence(self, case_id: int) -> list[Evidence]:
+        stmt = select(Evidence).where(Evidence.case_id == case_id).order_by(Evidence.observed_at, Evidence.id)
+        return list(self.session.scalars(stmt))
+
+    def list_techniques(self, case_id: int) -> list[CaseTechnique]:
+        stmt = select(CaseTechnique).where(CaseTechnique.case_id == case_id).order_by(CaseTechnique.id)
+        return list(self.session.scalars(stmt))
+
+    def find_revision(self, case_id: int, *, comment: str, kind: str = "case_note") -> NoteRevision | None:
+        note = self.get_note(case_id, kind=kind)
+        if note is None:
+            return None
+        stmt = select(NoteRevision).where(NoteRevision.note_id == note.id, NoteRevision.comment == comment)
+        return self.session.scalar(stmt.limit(1))
 
     def list_audit(self, *, case_id: int | None = None, action: str | None = None) -> list[AuditEvent]:
         stmt = select(AuditEvent)
@@ -365,8 +384,14 @@ class CaseStore:
         now = self.clock()
         note = self.get_note(case_id, kind=kind)
         if note is None:
-            note = Note(case_id=case_id, kind=kind, status=NoteStatus.draft.value, current_revision=0,
-                        created_at=now, updated_at=now)  # fmt: skip
+            note = Note(
+                case_id=case_id,
+                kind=kind,
+                status=NoteStatus.draft.value,
+                current_revision=0,
+                created_at=now,
+                updated_at=now,
+            )
             self.session.add(note)
             self.session.flush()
         rev = self._new_revision(
@@ -441,6 +466,71 @@ class CaseStore:
             entity_id=case_id,
             case_id=case_id,
             data={"action": action, **(detail or {})},
+        )
+
+    @mutation("evidence.added")
+    def add_evidence(self, case_id: int, items: Sequence[EvidenceRecord], *, actor: str) -> list[Evidence]:
+        """Store evidence items; ids already on the case are skipped (no audit event when nothing is new)."""
+        self.get_case(case_id)
+        existing = set(self.session.scalars(select(Evidence.evidence_id).where(Evidence.case_id == case_id)))
+        now = self.clock()
+        added: list[Evidence] = []
+        for item in items:
+            if item.evidence_id in existing:
+                continue
+            existing.add(item.evidence_id)
+            row = Evidence(case_id=case_id, created_at=now, **item.model_dump())
+            self.session.add(row)
+            added.append(row)
+        if added:
+            self.session.flush()
+            self._audit(
+                "evidence.added",
+                actor=actor,
+                entity_type="case",
+                entity_id=case_id,
+                case_id=case_id,
+                data={"evidence_ids": [e.evidence_id for e in added]},
+            )
+        return added
+
+    @mutation("techniques.added")
+    def add_techniques(
+        self, case_id: int, items: Sequence[TechniqueRecord], *, actor: str
+    ) -> list[CaseTechnique]:
+        """Store validated techniques; (technique, source) pairs already on the case are skipped."""
+        self.get_case(case_id)
+        existing = {(t.technique_id, t.source) for t in self.list_techniques(case_id)}
+        now = self.clock()
+        added: list[CaseTechnique] = []
+        for item in items:
+            if (item.technique_id, item.source) in existing:
+                continue
+            existing.add((item.technique_id, item.source))
+            row = CaseTechnique(case_id=case_id, created_at=now, **item.model_dump())
+            self.session.add(row)
+            added.append(row)
+        if added:
+            self.session.flush()
+            self._audit(
+                "techniques.added",
+                actor=actor,
+                entity_type="case",
+                entity_id=case_id,
+                case_id=case_id,
+                data={"techniques": [[t.technique_id, t.source] for t in added]},
+            )
+        return added
+
+    @mutation("run.*")
+    def record_run_event(
+        self, run_id: str, action: str, *, case_id: int | None, actor: str, data: dict[str, Any] | None = None
+    ) -> AuditEvent:
+        """A workflow run's state change (``run.queued``, ``run.completed``, ...)."""
+        if not action.startswith("run."):
+            raise ValueError("run events are named run.<something>")
+        return self._audit(
+            action, actor=actor, entity_type="run", entity_id=run_id, case_id=case_id, data=data
         )
 
     def _new_revision(

@@ -1,6 +1,6 @@
 """Test helpers for workflow authors: the scripted model double (no torch, no download).
 
-    from socflow.testing import ScriptedModel, ScriptRule
+from socflow.testing import ScriptedModel, ScriptRule
 """
 
 from __future__ import annotations

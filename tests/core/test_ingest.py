@@ -13,12 +13,22 @@ from socflow.schemas import AlertIn
 from socflow.tables import Alert, AuditEvent, Case, Observable
 
 GOOD = [
-    {"source": "edr", "source_ref": "r-1", "title": "PowerShell", "severity": "high",
-     "entities": {"hosts": ["WS1"], "users": ["alice"]}},
-    {"source": "edr", "title": "No ref here", "severity": "low", "timestamp": "2025-04-09T10:05:10Z",
-     "description": "beacon to evil[.]example[.]com from 10.0.0[.]7"},
+    {
+        "source": "edr",
+        "source_ref": "r-1",
+        "title": "PowerShell",
+        "severity": "high",
+        "entities": {"hosts": ["WS1"], "users": ["alice"]},
+    },
+    {
+        "source": "edr",
+        "title": "No ref here",
+        "severity": "low",
+        "timestamp": "2025-04-09T10:05:10Z",
+        "description": "beacon to evil[.]example[.]com from 10.0.0[.]7",
+    },
     {"source": "siem", "source_ref": "r-2", "title": "Logon", "severity": "Medium"},
-]  # fmt: skip
+]
 
 
 def _file_with_bad_lines(path: Path) -> Path:
@@ -36,7 +46,12 @@ def _file_with_bad_lines(path: Path) -> Path:
 def _cli(args: list[str], db: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SOCFLOW_DATABASE__URL": db}
     return subprocess.run(
-        [sys.executable, "-m", "socflow", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+        [sys.executable, "-m", "socflow", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
     )
 
 

@@ -24,9 +24,13 @@ def test_text_extraction_skips_file_names_and_keeps_iocs() -> None:
 
 def test_entities_become_observables_and_bad_ips_are_dropped() -> None:
     alert = AlertIn.model_validate(
-        {"source": "s", "title": "t", "severity": "low",
-         "entities": {"hosts": ["WS1"], "ips": ["10.0.0.1", "999.1.1.1"], "users": ["alice", "alice"]}}
-    )  # fmt: skip
+        {
+            "source": "s",
+            "title": "t",
+            "severity": "low",
+            "entities": {"hosts": ["WS1"], "ips": ["10.0.0.1", "999.1.1.1"], "users": ["alice", "alice"]},
+        }
+    )
     obs = extract(alert)
     assert (O.host, "WS1") in obs and (O.ip, "10.0.0.1") in obs
     assert (O.ip, "999.1.1.1") not in obs

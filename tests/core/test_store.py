@@ -4,6 +4,7 @@ The audit test finds mutating methods by introspection: a new public method that
 ``@mutation`` nor named like a read, or a new mutation without a scenario here, fails the suite.
 """
 
+import fnmatch
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 from socflow.db import make_engine, session_factory
 from socflow.enums import CaseStatus, NoteStatus, Severity
 from socflow.errors import ConflictError, InvalidTransition
-from socflow.schemas import AlertIn
+from socflow.schemas import AlertIn, EvidenceRecord, TechniqueRecord
 from socflow.store import READ_PREFIXES, CaseStore, mutating_methods, public_methods
 from socflow.tables import AuditEvent, NoteRevision
 
@@ -46,7 +47,9 @@ SCENARIOS: dict[str, tuple[Callable[[CaseStore], Any], Callable[[CaseStore, Any]
     "update_case": (_case, lambda s, cid: s.update_case(cid, actor="t", assignee="bob")),
     "set_assessment": (
         _case,
-        lambda s, cid: s.set_assessment(cid, verdict="true_positive", confidence=0.8, priority="high", actor="t"),
+        lambda s, cid: s.set_assessment(
+            cid, verdict="true_positive", confidence=0.8, priority="high", actor="t"
+        ),
     ),
     "draft_note": (_case, lambda s, cid: s.draft_note(cid, "body", author="model")),
     "decide_note": (
@@ -54,6 +57,22 @@ SCENARIOS: dict[str, tuple[Callable[[CaseStore], Any], Callable[[CaseStore, Any]
         lambda s, cid: s.decide_note(cid, status=NoteStatus.approved, actor="ana", body="edited body"),
     ),
     "record_action": (_case, lambda s, cid: s.record_action(cid, "host_isolated", actor="edr")),
+    "add_evidence": (
+        _case,
+        lambda s, cid: s.add_evidence(
+            cid, [EvidenceRecord(evidence_id="E1", kind="siem_event", summary="x")], actor="t"
+        ),
+    ),
+    "add_techniques": (
+        _case,
+        lambda s, cid: s.add_techniques(
+            cid, [TechniqueRecord(technique_id="T1059.001", name="PowerShell", source="rule_tag")], actor="t"
+        ),
+    ),
+    "record_run_event": (
+        _case,
+        lambda s, cid: s.record_run_event("r-1", "run.queued", case_id=cid, actor="t"),
+    ),
 }
 
 
@@ -81,7 +100,7 @@ def test_each_mutation_leaves_exactly_one_audit_event(db_url: str, method: str) 
         events = list(session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)))
     engine.dispose()
     assert after - before == 1
-    assert events[0].action == mutating_methods()[method]
+    assert fnmatch.fnmatch(events[0].action, mutating_methods()[method])
 
 
 def test_audit_is_in_the_same_transaction(db_url: str) -> None:
@@ -138,3 +157,18 @@ def test_alert_raises_case_severity(factory) -> None:  # type: ignore[no-untyped
         cid = _case(store)
         store.add_alert(_alert(), dedup_key="a-1", case_id=cid, actor="t")
         assert store.get_case(cid).severity == Severity.high
+
+
+def test_idempotent_mutations_add_nothing_twice(factory) -> None:  # type: ignore[no-untyped-def]
+    ev = [EvidenceRecord(evidence_id="E1", kind="siem_event", summary="x")]
+    tech = [TechniqueRecord(technique_id="T1110", name="Brute Force", source="retrieval")]
+    with factory() as session, session.begin():
+        store = CaseStore(session)
+        cid = _case(store)
+        assert len(store.add_evidence(cid, ev, actor="t")) == 1
+        assert len(store.add_techniques(cid, tech, actor="t")) == 1
+        n = len(store.list_audit(case_id=cid))
+        assert (
+            store.add_evidence(cid, ev, actor="t") == [] and store.add_techniques(cid, tech, actor="t") == []
+        )
+        assert len(store.list_audit(case_id=cid)) == n

@@ -25,7 +25,13 @@ from tools.notes.models import (
     RecordedAction,
     ValidatedTechnique,
 )
-from tools.notes.render import FALLBACK_BANNER, evidence_labels, fallback_sections, render_note
+from tools.notes.render import (
+    FALLBACK_BANNER,
+    NO_MODEL_BANNER,
+    evidence_labels,
+    fallback_sections,
+    render_note,
+)
 
 MAX_EVIDENCE_CHARS = 600
 MAX_FENCED_CHARS = 12000
@@ -126,7 +132,12 @@ def draft_case_note(
                 )
         all_findings.extend(last)
     markdown = render_note(
-        case, fallback_sections(case, evidence), evidence, techniques, actions, banner=FALLBACK_BANNER
+        case,
+        fallback_sections(case, evidence),
+        evidence,
+        techniques,
+        actions,
+        banner=FALLBACK_BANNER if model is not None else NO_MODEL_BANNER,
     )
     return DraftResult(
         markdown=markdown,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from socflow.untrusted import clean_text
@@ -20,6 +21,11 @@ FALLBACK_BANNER = (
     "evidence alone, without interpretation. Review the evidence and complete it by hand."
 )
 NO_ACTIONS = "No response actions were recorded."
+NO_MODEL_BANNER = (
+    "> **FALLBACK NOTE**: no model is configured, so this note was built from the evidence alone, without "
+    "interpretation. Review the evidence and complete it by hand."
+)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!|#])")
 
 
 def evidence_labels(evidence: Sequence[EvidenceItem]) -> dict[str, str]:
@@ -29,6 +35,16 @@ def evidence_labels(evidence: Sequence[EvidenceItem]) -> dict[str, str]:
 
 def _one_line(text: str, max_chars: int = 240) -> str:
     return clean_text(text, max_chars).replace("\n", " ")
+
+
+def _md_safe(text: str, max_chars: int = 240) -> str:
+    """Untrusted text on one line with Markdown control characters escaped (no links, images, HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", _one_line(text, max_chars))
+
+
+def _quoted(text: str) -> str:
+    """Evidence text quoted verbatim (it is data, not a statement of the note)."""
+    return '"' + _md_safe(text, 160).replace('"', "'") + '"'
 
 
 def render_techniques(techniques: Sequence[ValidatedTechnique], labels: dict[str, str]) -> list[str]:
@@ -62,7 +78,7 @@ def _bullets(items: Sequence[str]) -> list[str]:
 
 
 def _evidence_list(evidence: Sequence[EvidenceItem]) -> str:
-    lines = [f"- [E{i}] `{e.evidence_id}`: {_one_line(e.summary)}" for i, e in enumerate(evidence, start=1)]
+    lines = [f"- [E{i}] `{e.evidence_id}`: {_md_safe(e.summary)}" for i, e in enumerate(evidence, start=1)]
     return "## Evidence\n\n" + ("\n".join(lines) if lines else "No evidence items.") + "\n"
 
 
@@ -76,7 +92,7 @@ def render_note(
     banner: str | None = None,
 ) -> str:
     labels = evidence_labels(evidence)
-    parts = [f"# Case note: {_one_line(case.title, 200)}\n"]
+    parts = [f"# Case note: {_md_safe(case.title, 200)}\n"]
     if banner:
         parts.append(banner + "\n")
     parts += [
@@ -105,8 +121,8 @@ def fallback_sections(case: NoteInput, evidence: Sequence[EvidenceItem]) -> Note
         impacted += [f"{kind} {name} {''.join(cites)}" for name, cites in seen.items()]
     dated = sorted((e.timestamp, i) for i, e in enumerate(evidence, start=1) if e.timestamp is not None)
     undated = [i for i, e in enumerate(evidence, start=1) if e.timestamp is None]
-    timeline = [f"{ts.isoformat()}: {_one_line(evidence[i - 1].summary, 160)} [E{i}]" for ts, i in dated]
-    timeline += [f"Undated: {_one_line(evidence[i - 1].summary, 160)} [E{i}]" for i in undated]
+    timeline = [f"{ts.isoformat()}: {_quoted(evidence[i - 1].summary)} [E{i}]" for ts, i in dated]
+    timeline += [f"Undated: {_quoted(evidence[i - 1].summary)} [E{i}]" for i in undated]
     return NoteSections.model_construct(
         summary=summary,
         impacted=impacted or [f"No host or user was extracted from the evidence. {refs}".strip()],

@@ -1,0 +1,389 @@
+"""The runner: start a workflow run, advance it to its next interrupt or end, resume it with a decision.
+
+The database is the truth: a run row is created ``queued`` and committed before anyone advances it.
+Advancing first *claims* the run with a compare-and-set on its row (status and lease; on PostgreSQL
+under a transaction-scoped advisory lock too), so two workers, or two analysts deciding at once, never
+run the same graph step twice: the loser's claim updates no row and its call is a no-op. A decision is
+stored in ``approvals`` (unique per interrupt) in the same transaction as the claim. A worker that dies
+leaves a ``running`` row whose lease expires; the next ``advance`` continues from the last checkpoint
+(``durability="sync"``). A heartbeat extends the lease while a graph runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from langgraph.types import Command
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from socflow.checkpoints import open_checkpointer
+from socflow.db import is_sqlite
+from socflow.errors import ConflictError, NotFoundError
+from socflow.registry import WorkflowRegistry
+from socflow.schemas import now_utc
+from socflow.sdk import Deps, RunContext, WorkflowSpec
+from socflow.store import CaseStore
+from socflow.tables import Approval, WorkflowRun
+
+log = logging.getLogger(__name__)
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    awaiting_input = "awaiting_input"
+    completed = "completed"
+    failed = "failed"
+
+
+FINAL = frozenset({RunStatus.completed, RunStatus.failed})
+
+
+class IncompatibleWorkflowVersion(ConflictError):
+    code = "incompatible_workflow_version"
+
+
+@dataclass(frozen=True)
+class AdvanceResult:
+    run_id: str
+    status: RunStatus
+    advanced: bool  # False: somebody else holds the run, or it had nothing to do
+    interrupt: dict[str, Any] | None = None
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        db_url: str,
+        factory: sessionmaker[Session],
+        registry: WorkflowRegistry,
+        deps: Deps,
+        lease_seconds: int = 600,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.db_url = db_url
+        self.factory = factory
+        self.registry = registry
+        self.deps = deps
+        self.lease = timedelta(seconds=lease_seconds)
+        self.clock = clock
+        self.owner = _owner()
+
+    # -- start ---------------------------------------------------------------------------------------
+    def start(
+        self,
+        workflow: str,
+        *,
+        case_id: int | None,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        session: Session | None = None,
+    ) -> str:
+        """Create a queued run (committed by the caller's session, or here)."""
+        spec = self.registry.get(workflow)
+        if spec.needs_case and case_id is None:
+            raise ConflictError(f"workflow {workflow} needs a case")
+        state = spec.initial_state(case_id, data or {})
+        now = self.clock()
+        run = WorkflowRun(
+            id=str(uuid.uuid4()),
+            workflow=spec.name,
+            workflow_version=spec.version,
+            case_id=case_id,
+            status=RunStatus.queued.value,
+            input=state,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+
+        def write(s: Session) -> None:
+            s.add(run)
+            s.flush()
+            CaseStore(s).record_run_event(
+                run.id, "run.queued", case_id=case_id, actor=actor, data={"workflow": spec.name}
+            )
+
+        if session is not None:
+            write(session)
+        else:
+            with self.factory() as s, s.begin():
+                write(s)
+        return run.id
+
+    def get(self, run_id: str) -> WorkflowRun:
+        with self.factory() as s:
+            run = s.get(WorkflowRun, run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id} does not exist")
+            s.expunge(run)
+            return run
+
+    # -- claim ---------------------------------------------------------------------------------------
+    def _advisory_lock(self, s: Session, run_id: str) -> None:
+        if not is_sqlite(self.db_url):
+            s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"socflow-run:{run_id}"})
+
+    def _claim(self, run_id: str) -> bool:
+        now = self.clock()
+        with self.factory() as s, s.begin():
+            self._advisory_lock(s, run_id)
+            result = s.execute(
+                update(WorkflowRun)
+                .where(
+                    WorkflowRun.id == run_id,
+                    or_(
+                        WorkflowRun.status == RunStatus.queued.value,
+                        (WorkflowRun.status == RunStatus.running.value) & (WorkflowRun.lease_until < now),
+                    ),
+                )
+                .values(
+                    status=RunStatus.running.value,
+                    lease_owner=self.owner,
+                    lease_until=now + self.lease,
+                    attempts=WorkflowRun.attempts + 1,
+                    updated_at=now,
+                    started_at=func.coalesce(WorkflowRun.started_at, now),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _claim_with_decision(self, run_id: str, decision: dict[str, Any], user: str) -> bool:
+        """Record the decision on the pending interrupt and claim the run, atomically; False if too late."""
+        now = self.clock()
+        try:
+            with self.factory() as s, s.begin():
+                self._advisory_lock(s, run_id)
+                run = s.get(WorkflowRun, run_id)
+                if run is None:
+                    raise NotFoundError(f"run {run_id} does not exist")
+                if run.status != RunStatus.awaiting_input.value or not run.pending_interrupt_id:
+                    return False
+                s.add(
+                    Approval(
+                        run_id=run_id,
+                        case_id=run.case_id,
+                        interrupt_id=run.pending_interrupt_id,
+                        decision=str(decision.get("action", "")),
+                        user=user,
+                        comment=decision.get("reason") or decision.get("comment"),
+                        payload=decision,
+                        created_at=now,
+                    )
+                )
+                s.flush()
+                result = s.execute(
+                    update(WorkflowRun)
+                    .where(
+                        WorkflowRun.id == run_id,
+                        WorkflowRun.status == RunStatus.awaiting_input.value,
+                        WorkflowRun.pending_interrupt_id == run.pending_interrupt_id,
+                    )
+                    .values(
+                        status=RunStatus.running.value,
+                        lease_owner=self.owner,
+                        lease_until=now + self.lease,
+                        attempts=WorkflowRun.attempts + 1,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if not result.rowcount:  # type: ignore[attr-defined]
+                    s.rollback()
+                    return False
+                CaseStore(s).record_run_event(
+                    run_id,
+                    "run.decision",
+                    case_id=run.case_id,
+                    actor=user,
+                    data={"action": decision.get("action"), "interrupt_id": run.pending_interrupt_id},
+                )
+            return True
+        except IntegrityError:  # the interrupt was already decided
+            return False
+
+    # -- advance -------------------------------------------------------------------------------------
+    def advance(self, run_id: str) -> AdvanceResult:
+        """Run a queued run (or one whose lease expired) until its next interrupt or its end."""
+        if not self._claim(run_id):
+            run = self.get(run_id)
+            return AdvanceResult(run_id, RunStatus(run.status), False, run.pending_interrupt)
+        return self._drive(run_id, resume=None)
+
+    def resume(self, run_id: str, decision: dict[str, Any], *, user: str) -> AdvanceResult:
+        """Apply an analyst's decision to the pending interrupt. A second decision is a no-op."""
+        self._check_version(self.get(run_id))
+        if not self._claim_with_decision(run_id, decision, user):
+            run = self.get(run_id)
+            return AdvanceResult(run_id, RunStatus(run.status), False, run.pending_interrupt)
+        return self._drive(run_id, resume=decision)
+
+    def _check_version(self, run: WorkflowRun) -> WorkflowSpec:
+        spec = self.registry.get(run.workflow)
+        if run.workflow_version.split(".", 1)[0] != spec.major:
+            raise IncompatibleWorkflowVersion(
+                f"run {run.id} was started by {run.workflow} {run.workflow_version}; the installed version "
+                f"is {spec.version}: its checkpoints cannot be resumed by this version"
+            )
+        return spec
+
+    def _recorded_decision(self, run: WorkflowRun, interrupt_id: str) -> dict[str, Any] | None:
+        with self.factory() as s:
+            approval = s.scalar(select(Approval).where(Approval.interrupt_id == interrupt_id))
+            return dict(approval.payload) if approval is not None else None
+
+    def _drive(self, run_id: str, *, resume: dict[str, Any] | None) -> AdvanceResult:
+        run = self.get(run_id)
+        try:
+            spec = self._check_version(run)
+        except IncompatibleWorkflowVersion as exc:
+            return self._finish(run_id, RunStatus.failed, error=exc)
+        ctx = RunContext(run_id=run.id, case_id=run.case_id, deps=self.deps)
+        config: dict[str, Any] = {"configurable": {"thread_id": run.id}}
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(run_id, stop), daemon=True)
+        beat.start()
+        try:
+            with open_checkpointer(self.db_url) as saver:
+                graph = spec.build().compile(checkpointer=saver)
+                snapshot = graph.get_state(config)
+                if resume is not None:
+                    payload: Any = Command(resume=resume)
+                elif snapshot.created_at is None:
+                    payload = run.input  # first start
+                else:
+                    payload = None  # recover from the last checkpoint
+                    pending = [i for t in snapshot.tasks for i in t.interrupts]
+                    if pending:
+                        decided = self._recorded_decision(run, pending[0].id)
+                        if decided is None:  # still waiting for a human: re-publish the interrupt
+                            return self._await(run_id, pending[0].id, pending[0].value)
+                        payload = Command(resume=decided)
+                graph.invoke(payload, config, context=ctx, durability="sync")
+                snapshot = graph.get_state(config)
+                pending = [i for t in snapshot.tasks for i in t.interrupts]
+        except Exception as exc:
+            log.exception("run %s failed", run_id)
+            return self._finish(run_id, RunStatus.failed, error=exc)
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+        if pending:
+            return self._await(run_id, pending[0].id, pending[0].value)
+        return self._finish(run_id, RunStatus.completed)
+
+    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
+        interval = max(self.lease.total_seconds() / 3, 0.5)
+        while not stop.wait(interval):
+            try:
+                with self.factory() as s, s.begin():
+                    s.execute(
+                        update(WorkflowRun)
+                        .where(
+                            WorkflowRun.id == run_id,
+                            WorkflowRun.lease_owner == self.owner,
+                            WorkflowRun.status == RunStatus.running.value,
+                        )
+                        .values(lease_until=self.clock() + self.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+            except Exception:  # a missed beat only shortens the lease
+                log.warning("lease heartbeat for run %s failed", run_id, exc_info=True)
+
+    def _await(self, run_id: str, interrupt_id: str, value: Any) -> AdvanceResult:
+        now = self.clock()
+        payload = value if isinstance(value, dict) else {"value": value}
+        with self.factory() as s, s.begin():
+            run = s.get(WorkflowRun, run_id)
+            assert run is not None
+            first_time = run.pending_interrupt_id != interrupt_id or run.status != RunStatus.awaiting_input
+            run.status = RunStatus.awaiting_input.value
+            run.pending_interrupt_id = interrupt_id
+            run.pending_interrupt = payload
+            run.lease_owner = None
+            run.lease_until = None
+            run.updated_at = now
+            if first_time:
+                CaseStore(s).record_run_event(
+                    run_id,
+                    "run.awaiting_input",
+                    case_id=run.case_id,
+                    actor="socflow",
+                    data={"interrupt_id": interrupt_id},
+                )
+        return AdvanceResult(run_id, RunStatus.awaiting_input, True, payload)
+
+    def _finish(self, run_id: str, status: RunStatus, *, error: BaseException | None = None) -> AdvanceResult:
+        now = self.clock()
+        with self.factory() as s, s.begin():
+            run = s.get(WorkflowRun, run_id)
+            assert run is not None
+            run.status = status.value
+            run.pending_interrupt_id = None
+            run.pending_interrupt = None
+            run.lease_owner = None
+            run.lease_until = None
+            run.updated_at = now
+            run.finished_at = now
+            if error is not None:
+                run.error = str(error)[:4000]
+                run.error_kind = getattr(error, "code", type(error).__name__)
+            CaseStore(s).record_run_event(
+                run_id,
+                f"run.{status.value}",
+                case_id=run.case_id,
+                actor="socflow",
+                data={"error_kind": run.error_kind} if error is not None else {},
+            )
+        return AdvanceResult(run_id, status, True)
+
+    # -- queries -------------------------------------------------------------------------------------
+    def pending_runs(self, case_id: int) -> list[WorkflowRun]:
+        with self.factory() as s:
+            rows = list(
+                s.scalars(
+                    select(WorkflowRun)
+                    .where(
+                        WorkflowRun.case_id == case_id, WorkflowRun.status == RunStatus.awaiting_input.value
+                    )
+                    .order_by(WorkflowRun.created_at)
+                )
+            )
+            for r in rows:
+                s.expunge(r)
+            return rows
+
+    def runnable(self, *, limit: int = 100) -> list[str]:
+        """Runs left queued, or running past their lease (for the sweeper and the in-process loop)."""
+        now = self.clock()
+        with self.factory() as s:
+            return list(
+                s.scalars(
+                    select(WorkflowRun.id)
+                    .where(
+                        or_(
+                            WorkflowRun.status == RunStatus.queued.value,
+                            (WorkflowRun.status == RunStatus.running.value) & (WorkflowRun.lease_until < now),
+                        )
+                    )
+                    .order_by(WorkflowRun.created_at)
+                    .limit(limit)
+                )
+            )
