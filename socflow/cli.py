@@ -14,11 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from socflow import __version__, migrate
+from socflow import __version__, migrate, wiring
 from socflow.db import make_engine, session_factory
+from socflow.decisions import AmbiguousDecision, Decision, submit_decision
 from socflow.enums import CaseStatus
-from socflow.errors import NotFoundError, SocflowError
+from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
 from socflow.ingest import IngestService, parse_ndjson, parse_payload
+from socflow.model.cli import app as model_app
+from socflow.runner import RunStatus
 from socflow.settings import Settings, get_settings
 from socflow.store import CaseStore
 
@@ -30,8 +33,13 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 cases_app = typer.Typer(help="Inspect cases.", no_args_is_help=True)
+workflow_app = typer.Typer(help="Graph workflows: list, graph, run.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cases_app, name="cases")
+app.add_typer(workflow_app, name="workflow")
+app.add_typer(model_app, name="model", help="The model runtime: prepare, info, try.")
+for _name, _group, _help in wiring.cli_groups():
+    app.add_typer(_group, name=_name, help=_help)
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -238,18 +246,126 @@ def cases_show(case_id: int) -> None:
 
 
 @app.command()
+def approve(
+    case_id: Annotated[int, typer.Argument(help="The case whose drafted note you decide on.")],
+    user: Annotated[str, typer.Option("--user", help="Who decides (recorded in the audit trail).")],
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="The run, when several await a decision.")
+    ] = None,
+    approve_: Annotated[bool, typer.Option("--approve", help="Approve the draft as it is.")] = False,
+    edit: Annotated[Path | None, typer.Option("--edit", help="Approve FILE's text as the note.")] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the draft (needs --reason).")] = False,
+    escalate: Annotated[bool, typer.Option("--escalate", help="Escalate the case (needs --reason).")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (reject, escalate).")] = None,
+) -> None:
+    """Decide on a case's drafted note: approve, edit, reject or escalate; the run then finishes.
+
+    Exit codes: 0 done, 1 nothing to decide or refused, 2 bad usage or several pending runs (listed).
+    """
+    chosen = [
+        name
+        for name, on in (
+            ("approve", approve_),
+            ("edit", edit is not None),
+            ("reject", reject),
+            ("escalate", escalate),
+        )
+        if on
+    ]
+    if len(chosen) != 1:
+        raise _fail("choose exactly one of --approve, --edit FILE, --reject, --escalate")
+    body = None
+    if edit is not None:
+        if not edit.is_file():
+            raise _fail(f"{edit}: no such file")
+        body = edit.read_text(encoding="utf-8")
+    try:
+        decision = Decision(action=chosen[0], user=user, body=body, reason=reason)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise _fail(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from exc
+    settings = _settings()
+    runner = wiring.build_runner(settings)
+    try:
+        result = submit_decision(runner, case_id, decision, run_id=run_id)
+    except AmbiguousDecision as exc:
+        err.print(str(exc), markup=False)
+        for run in exc.runs:
+            err.print(
+                f"  --run {run.id}  {run.workflow}  waiting since {run.updated_at:%Y-%m-%d %H:%M}",
+                markup=False,
+            )
+        raise typer.Exit(2) from exc
+    except (NotFoundError, ConflictError, InputError) as exc:
+        raise _fail(str(exc), 1) from exc
+    if not result.advanced:
+        raise _fail(f"run {result.run_id} was already decided (status {result.status})", 1)
+    with _factory(settings)() as session:
+        case = CaseStore(session).get_case(case_id)
+    console.print(f"run {result.run_id}: {result.status}; case {case_id} is {case.status}", highlight=False)
+    if result.status is RunStatus.failed:
+        raise typer.Exit(1)
+
+
+@workflow_app.command("list")
+def workflow_list() -> None:
+    """Registered workflows (built-ins, SOCFLOW_WORKFLOWS__PATHS folders, entry points)."""
+    registry = wiring.build_registry(_settings())
+    table = Table("name", "version", "queue", "origin", "description", title="workflows")
+    for spec in registry.specs():
+        table.add_row(spec.name, spec.version, spec.queue, registry.origins[spec.name], spec.description)
+    console.print(table)
+    for origin, why in registry.skipped:
+        err.print(f"skipped {origin}: {why}", markup=False)
+
+
+@app.command()
 def demo(
     triage: Annotated[bool, typer.Option("--triage/--no-triage", help="Run the triage workflow too.")] = True,
 ) -> None:
-    """Ingest the bundled sample alerts and list the cases (safe to run again: nothing is duplicated)."""
+    """The main job on embedded defaults: sample alerts in, triage with the local model, the queue out.
+
+    Ingests the bundled sample alerts (nothing is duplicated on a second run), starts one alert_triage
+    run per new case and advances it in-process to the analyst's approval, then prints the queue.
+    """
     settings = _settings()
     migrate.upgrade(settings.database.url)
-    service = IngestService(_factory(settings))
+    factory = _factory(settings)
+    new_cases: list[int] = []
+    service = IngestService(factory, on_case_created=new_cases.append)
     text = (SAMPLES / "alerts.ndjson").read_text(encoding="utf-8")
     report = service.ingest_text(text, actor="demo")
     console.print(f"sample alerts: {report.accepted} new, {report.duplicates} already ingested")
-    with _factory(settings)() as session:
-        console.print(_cases_table(CaseStore(session), None, 100))
+    if triage and new_cases:
+        if settings.model.backend == "transformers" and settings.model.name == "smollm2":
+            from socflow.model.prepare import prepare_smollm2
+
+            prepare_smollm2(settings.model.cache_dir)
+        runner = wiring.build_runner(settings, deps=wiring.build_deps(settings, factory=factory))
+        run_ids = [runner.start("alert_triage", case_id=c, actor="demo") for c in new_cases]
+        with Progress(
+            TextColumn("triage"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as bar:
+            task = bar.add_task("triage", total=len(run_ids))
+            for run_id in run_ids:
+                result = runner.advance(run_id)
+                bar.advance(task)
+                if result.status is RunStatus.failed:
+                    err.print(f"run {run_id} failed: {runner.get(run_id).error}", markup=False)
+    with factory() as session:
+        store = CaseStore(session)
+        console.print(_cases_table(store, None, 100))
+        waiting = store.list_cases(status=CaseStatus.awaiting_approval, limit=1)
+    if waiting:
+        console.print(
+            f"next: socflow cases show {waiting[0].id}, then "
+            f"socflow approve {waiting[0].id} --approve --user YOUR_NAME",
+            highlight=False,
+        )
 
 
 def run() -> None:  # pragma: no cover - console entry

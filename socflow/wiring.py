@@ -1,14 +1,98 @@
 """The composition root: the only platform module that imports ``tools``, ``workflows`` and ``workers``.
 
-It turns settings into run dependencies and exposes the tools' command-line groups to the CLI.
+It turns settings into run dependencies (model, SIEM, ATT&CK catalog, policy, clock), builds the runner,
+and exposes the tools' command-line groups to the CLI.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+from sqlalchemy.orm import Session, sessionmaker
+
+from socflow.db import make_engine, session_factory
+from socflow.errors import ConfigError
+from socflow.model.base import ModelClient
+from socflow.model.factory import build_model_client
+from socflow.model.recorder import ModelCallRecorder
+from socflow.policy import Policy
+from socflow.registry import WorkflowRegistry, discover
+from socflow.runner import Runner
+from socflow.schemas import now_utc
+from socflow.sdk import Deps
+from socflow.settings import Settings, SiemSettings
+
+_UNSET: Any = object()
 
 
-def cli_groups() -> list[tuple[str, typer.Typer]]:
-    """Command groups contributed by tools (``socflow attack ...``, ``socflow siem ...``)."""
-    groups: list[tuple[str, typer.Typer]] = []
-    return groups
+def cli_groups() -> list[tuple[str, typer.Typer, str]]:
+    """Command groups contributed by tools: (name, app, help)."""
+    from tools.siem.cli import app as siem_app
+
+    from tools.attack.cli import app as attack_app
+
+    return [
+        ("attack", attack_app, "MITRE ATT&CK: catalog info, lookup, text-to-technique mapping."),
+        ("siem", siem_app, "The SIEM: load logs, hunt with Sigma, detect alerts, query events."),
+    ]
+
+
+def build_siem(settings: SiemSettings) -> Any:
+    """The configured SIEM backend, or None when the embedded store has not been created yet."""
+    if settings.backend == "embedded":
+        if not Path(settings.path).exists():
+            return None
+        from tools.siem.embedded import EmbeddedSiem
+
+        return EmbeddedSiem(settings.path)
+    raise ConfigError(f"SIEM backend {settings.backend!r} is not wired yet")
+
+
+def build_attack_catalog() -> Any:
+    from tools.attack import load_catalog
+
+    return load_catalog()
+
+
+def build_registry(settings: Settings) -> WorkflowRegistry:
+    return discover(settings.workflows.paths)
+
+
+def build_deps(
+    settings: Settings,
+    *,
+    factory: sessionmaker[Session] | None = None,
+    model: ModelClient | None = _UNSET,
+    siem: Any = _UNSET,
+) -> Deps:
+    """Run dependencies from settings; tests pass their own model (e.g. a ScriptedModel) or SIEM."""
+    factory = factory or session_factory(make_engine(settings.database.url))
+    if model is _UNSET:
+        model = (
+            None
+            if settings.model.backend == "none"
+            else build_model_client(settings.model, ModelCallRecorder(factory))
+        )
+    return Deps(
+        factory=factory,
+        model=model,
+        siem=build_siem(settings.siem) if siem is _UNSET else siem,
+        attack=build_attack_catalog(),
+        policy=Policy.load(settings.policy.file),
+        clock=now_utc,
+    )
+
+
+def build_runner(
+    settings: Settings, *, deps: Deps | None = None, registry: WorkflowRegistry | None = None
+) -> Runner:
+    deps = deps or build_deps(settings)
+    return Runner(
+        db_url=settings.database.url,
+        factory=deps.factory,
+        registry=registry or build_registry(settings),
+        deps=deps,
+        lease_seconds=settings.worker.run_lease_seconds,
+    )

@@ -9,7 +9,7 @@ from socflow.settings import ModelSettings
 
 
 def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | None) -> ModelClient:
-    """The client for ``settings.backend``. Nothing heavy is loaded here: the transformers model loads lazily."""
+    """The client for ``settings.backend``. Nothing heavy loads here: the transformers model loads lazily."""
     if settings.backend == "transformers":
         from socflow.model.hf import TransformersModel
 

@@ -107,8 +107,8 @@ class TransformersModel:
         """(directory or hub id, gguf file name or None, revision or None)."""
         if self.name == SMOLLM2_NAME:
             directory = prepare_smollm2(self.cache_dir)
-            info = source_info(directory) or {}
-            return str(directory), None, info.get("digest")
+            prepared = source_info(directory) or {}
+            return str(directory), None, prepared.get("digest")
         path = Path(self.name).expanduser()
         if path.suffix == ".gguf":
             if not path.is_file():
@@ -183,7 +183,9 @@ class TransformersModel:
             eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
             if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
                 eos_ids.append(int(tokenizer.eos_token_id))
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_ids or [None])[0]
+            pad: int | None = tokenizer.pad_token_id
+            if pad is None and eos_ids:
+                pad = eos_ids[0]
             context = getattr(model.config, "max_position_embeddings", None)
             self._loaded = _Loaded(model, tokenizer, device, revision, context, eos_ids, pad)
             return self._loaded
@@ -210,7 +212,8 @@ class TransformersModel:
         context = self.load().context_length
         if context is not None and n_prompt + n_new > context:
             raise PromptTooLongError(
-                f"prompt of {n_prompt} tokens plus {n_new} new tokens exceeds the model's context of {context}"
+                f"prompt of {n_prompt} tokens plus {n_new} new tokens exceeds the model's context "
+                f"of {context}"
             )
 
     def _generate_ids(self, prompt: str, max_new: int, grammar: Any | None, rec: CallRecord) -> str:

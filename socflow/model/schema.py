@@ -4,8 +4,8 @@ Constrained decoding only guarantees a *complete* answer when every value has a 
 by an anchored pattern whose quantifiers are bounded (``^[ -~]{0,40}$``; ``maxLength`` alone lets a small
 model emit control characters forever), integers with a minimum and a maximum, arrays with ``maxItems``,
 enums, booleans, and objects made of those. Anything else raises ``UnboundedSchemaError`` naming the field.
-``bounded_schema(Model)`` returns the checked schema and the largest number of bytes its compact JSON can take,
-which becomes the token budget (a byte-level token carries at least one byte).
+``bounded_schema(Model)`` returns the checked schema and the largest number of bytes its compact JSON can
+take, which becomes the token budget (a byte-level token carries at least one byte).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -25,6 +25,7 @@ try:  # Python 3.11+
 except ImportError:  # pragma: no cover
     import sre_parse as _sre_parse
 
+M = TypeVar("M", bound=BaseModel)
 _MAXREPEAT = _sre_parse.MAXREPEAT
 # Slack for the end-of-sequence token and a byte-level tokenizer's odd merges.
 BUDGET_SLACK_TOKENS = 8
@@ -195,7 +196,7 @@ class _Checker:
 
 
 def check_schema(schema: dict[str, Any], *, name: str = "") -> BoundedSchema:
-    """Check a JSON schema dict for bounds; raise ``UnboundedSchemaError`` naming the first unbounded field."""
+    """Check a JSON schema for bounds; ``UnboundedSchemaError`` names the first unbounded field."""
     checker = _Checker(schema)
     max_bytes = checker.size(schema, name)
     return BoundedSchema(schema=schema, max_bytes=max_bytes)
@@ -207,7 +208,7 @@ def bounded_schema(model: type[BaseModel]) -> BoundedSchema:
     return check_schema(model.model_json_schema(), name=model.__name__)
 
 
-def register_schema(model: type[BaseModel]) -> type[BaseModel]:
+def register_schema(model: type[M]) -> type[M]:
     """Class decorator: check ``model`` for bounds when it is defined, so a bad schema fails at import."""
     bounded_schema(model)
     return model

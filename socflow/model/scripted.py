@@ -12,12 +12,14 @@ The first rule whose every given condition matches wins: ``node`` (``CallContext
 (structured output, or label scores for ``score_labels``), a pydantic model, or a callable
 ``(messages, method, options_or_schema) -> reply``. Structured replies go through the same
 parse-validate-repair-fail path as the real backends. An unscripted call raises ``UnscriptedCallError``
-naming the node and the tail of the prompt. Every call writes one ``model_calls`` row when a recorder is given.
+naming the node and the tail of the prompt. Every call writes one ``model_calls`` row when a recorder is
+given.
 ``ScriptedModel.from_model_calls(rows)`` replays recorded calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
@@ -192,10 +194,8 @@ class ScriptedModel:
             rec.completion_tokens = approx_tokens(text)
             choice = text.strip()
             if choice not in opts:
-                try:  # a JSON string is accepted too, as the real backend produces
+                with contextlib.suppress(ValueError):  # a JSON string too, as the real backend produces
                     choice = json.loads(choice)
-                except ValueError:
-                    pass
             if choice not in opts:
                 raise StructuredOutputError(f"choice {text[:80]!r} is not one of the {len(opts)} options")
             rec.parsed_output = {"choice": choice}

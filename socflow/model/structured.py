@@ -85,7 +85,7 @@ def run_structured(
     schema: type[T],
     trace: StructuredResult | None = None,
 ) -> T:
-    """Generate, validate, repair once, then raise ``StructuredOutputError``; ``trace`` collects the attempts."""
+    """Generate, validate, repair once, else ``StructuredOutputError``; ``trace`` collects attempts."""
     trace = trace if trace is not None else StructuredResult()
     current: Sequence[Message] = messages
     for attempt_no in (1, 2):
@@ -105,7 +105,7 @@ def run_structured(
 
 
 def normalize_scores(raw: dict[str, Any], labels: Sequence[str]) -> dict[str, float]:
-    """Scores for exactly ``labels`` (missing ones 0), non-negative, summing to 1; else ``StructuredOutputError``."""
+    """Scores for exactly ``labels`` (missing ones 0), summing to 1; else ``StructuredOutputError``."""
     unknown = [k for k in raw if k not in labels]
     if unknown:
         raise StructuredOutputError(f"scores for labels that were not asked for: {unknown[:5]}")

@@ -70,7 +70,7 @@ def build_tiny_tokenizer(dest: Path) -> Path:
 
 
 def build_tiny_llama(dest: Path, seed: int = 0, *, max_position_embeddings: int = 2048) -> Path:
-    """Write a random-weight 2-layer Llama (hidden 64) plus the tiny tokenizer to ``dest``; return ``dest``."""
+    """Write a random-weight 2-layer Llama (hidden 64) and the tiny tokenizer to ``dest``; return it."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 

@@ -118,7 +118,12 @@ def test_sigma_v19_ids_go_through_the_crosswalk(catalog: AttackCatalog) -> None:
     assert "T1685.005" not in catalog
     assert catalog.resolve("attack.t1685.005").id == "T1070.001"
     assert catalog.v19_to_v18("T1685")[0] == "T1562.001"  # the pair most rules used
+    assert catalog.resolve("T1690").id == "T1562.003"  # paired by elimination from an ambiguous file
     assert {t.id for t in catalog.resolve_all(["T1685"])} == {"T1562.001", "T1562", "T1562.006"}
+    tactics = catalog.tactics_from_tags(
+        ["attack.stealth", "attack.execution", "attack.t1059", "attack.g0032"]
+    )
+    assert [t.name for t in tactics] == ["Execution", "Defense Evasion"]
     assert technique_tags(["attack.execution", "attack.t1059.001", "attack.g0032", "attack.T1059.001"]) == [
         "T1059.001"
     ]

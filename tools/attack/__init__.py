@@ -5,6 +5,7 @@ Public API::
     load_catalog() -> AttackCatalog          # cached; .resolve(id), .lookup(id), .tactic_names(t)
     get_index() -> TechniqueIndex             # cached; .search(text, k) -> list[ScoredTechnique]
     map_techniques(MappingInput, *, model=None, ctx=None) -> MappingResult
+    event_query_text(raw_event) -> str        # retrieval query text from a raw Windows event
 """
 
 from tools.attack.catalog import (
@@ -25,6 +26,7 @@ from tools.attack.mapper import (
     TechniqueSource,
     map_techniques,
 )
+from tools.attack.query import event_query_text
 from tools.attack.retrieval import ScoredTechnique, TechniqueIndex, get_index
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "Technique",
     "TechniqueIndex",
     "TechniqueSource",
+    "event_query_text",
     "get_index",
     "load_catalog",
     "map_techniques",

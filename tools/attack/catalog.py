@@ -31,7 +31,9 @@ from socflow.errors import AttackError, UnknownTechniqueError
 
 CATALOG_FILE = "enterprise-attack-v18.1.json.gz"
 CROSSWALK_FILE = "sigma-v19-tag-crosswalk.json"
-_ID = re.compile(r"^T\d{4}(?:\.\d{3})?$")
+# SigmaHQ's v19 tactic tags (crosswalk ``tactic_changes``): both split out of v18.1's Defense Evasion
+V19_TACTICS = {"stealth": "defense-evasion", "defense-impairment": "defense-evasion"}
+_TACTIC_TAG = re.compile(r"^attack\.([a-z][a-z-]+)$", re.IGNORECASE)
 _TAG = re.compile(r"^(?:attack\.)?(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 
 
@@ -131,6 +133,12 @@ class AttackCatalog:
             for pair in crosswalk.get("technique_pairs", []):
                 slot = counts.setdefault(pair["v19_id"], {})
                 slot[pair["v18_id"]] = slot.get(pair["v18_id"], 0) + int(pair.get("rules", 0))
+            # ambiguous files: once the known pairs are taken out, one removed + one added id is a pair
+            for entry in crosswalk.get("ambiguous_files", []):
+                removed = [i for i in entry["removed"] if not any(i in v for v in counts.values())]
+                added = [i for i in entry["added"] if i not in counts]
+                if len(removed) == 1 and len(added) == 1:
+                    counts[added[0]] = {removed[0]: int(entry.get("rules", 0))}
             # most-used v18 id first: the one a single v19 id most often stood for
             self._v19 = {k: sorted(v, key=lambda i: (-v[i], i)) for k, v in counts.items()}
 
@@ -197,6 +205,19 @@ class AttackCatalog:
             return self._tactic_by_short[shortname]
         except KeyError:
             raise AttackError(f"unknown ATT&CK tactic {shortname!r}") from None
+
+    def tactics_from_tags(self, tags: Iterable[str]) -> list[Tactic]:
+        """v18.1 tactics named by Sigma tactic tags (``attack.credential-access``, v19 ``attack.stealth``)."""
+        out: list[Tactic] = []
+        for tag in tags:
+            match = _TACTIC_TAG.match(tag.strip())
+            if match is None:
+                continue
+            short = match.group(1).lower().replace("_", "-")
+            tactic = self._tactic_by_short.get(V19_TACTICS.get(short, short))
+            if tactic is not None and tactic not in out:
+                out.append(tactic)
+        return sorted(out, key=lambda t: t.order)
 
     def tactic_names(self, technique: Technique) -> list[str]:
         return [self._tactic_by_short[s].name for s in technique.tactics]

@@ -69,15 +69,16 @@ EVENT_KINDS: dict[tuple[str, int], str] = {
     ("defender", 1116): "antivirus malware detected",
     ("defender", 5001): "antivirus real-time protection disabled",
 }
-SKIP_FIELDS = frozenset(
-    """Hashes Hash ProcessGuid ParentProcessGuid SourceProcessGUID TargetProcessGUID LogonGuid UtcTime
-    CreationUtcTime PreviousCreationUtcTime ProcessId ParentProcessId LogonId TerminalSessionId IntegrityLevel
-    RuleName SourceProcessId TargetProcessId SourceThreadId SubjectLogonId TargetLogonId SubjectUserSid
-    TargetUserSid ProcessID ThreadID FileVersion Company Product User ParentUser Computer SubjectDomainName
-    TargetDomainName SubjectUserName Signature SignatureStatus Signed EventRecordID SequenceNumber
-    SourcePort SourceIsIpv6 DestinationIsIpv6 SourceIp DestinationIp Initiated ActivityID Correlation
-    Keywords Level Opcode Task Version""".split()
-)
+_SKIP_TEXT = """
+    Hashes Hash ProcessGuid ParentProcessGuid SourceProcessGUID TargetProcessGUID LogonGuid UtcTime
+    CreationUtcTime PreviousCreationUtcTime ProcessId ParentProcessId LogonId TerminalSessionId
+    IntegrityLevel RuleName SourceProcessId TargetProcessId SourceThreadId SubjectLogonId TargetLogonId
+    SubjectUserSid TargetUserSid ProcessID ThreadID FileVersion Company Product User ParentUser Computer
+    SubjectDomainName TargetDomainName SubjectUserName Signature SignatureStatus Signed EventRecordID
+    SequenceNumber SourcePort SourceIp DestinationIp Initiated ActivityID Correlation Keywords Level
+    Opcode Task Version SourceIsIpv6 DestinationIsIpv6
+"""
+SKIP_FIELDS = frozenset(_SKIP_TEXT.split())
 _NOISE = re.compile(
     r"(?i)\b(?:[a-z]:\\(?:windows\\(?:system32|syswow64)\\)?|program files(?: \(x86\))?\\|"
     r"users\\[^\\]+\\(?:appdata\\(?:local|roaming)\\)?|microsoft corporation|"

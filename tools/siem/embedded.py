@@ -200,7 +200,7 @@ class EmbeddedSiem:
             clauses.append('("source.ip" = ? OR "destination.ip" = ?)')
             params.extend([query.ip, query.ip])
         if query.hash:
-            clauses.append("instr(upper(\"process.hash\"), upper(?)) > 0")
+            clauses.append('instr(upper("process.hash"), upper(?)) > 0')
             params.append(query.hash)
         if query.since:
             clauses.append('"@timestamp" >= ?')
@@ -232,7 +232,8 @@ class EmbeddedSiem:
 
     def run_compiled(self, compiled: CompiledRule, *, limit: int | None = None) -> list[SiemEvent]:
         sql, params = compiled.sql()
-        rowid_sql = f'SELECT rowid, event_id, {_COLUMNS}, raw FROM events WHERE rowid IN ({sql}) ORDER BY "@timestamp"'
+        select = f"SELECT rowid, event_id, {_COLUMNS}, raw FROM events"
+        rowid_sql = f'{select} WHERE rowid IN ({sql}) ORDER BY "@timestamp"'
         if limit is not None:
             rowid_sql += f" LIMIT {int(limit)}"
         try:

@@ -24,6 +24,7 @@ JSON_SUFFIXES = (".json", ".ndjson", ".jsonl")
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 #: Files that are simply not logs (metadata beside the samples); skipped silently but counted.
 IGNORED_SUFFIXES = (".yml", ".yaml", ".md", ".txt", ".csv")
+MAX_ERRORS_IN_A_ROW = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,35 +61,48 @@ def read_evtx(path: Path) -> Iterator[Parsed]:
         yield Parsed(name, skip_reason=f"not a readable EVTX file: {exc}")
         return
     records = parser.records_json()
-    index = 0
-    while True:
+    index = produced = errors_in_a_row = 0
+    while errors_in_a_row < MAX_ERRORS_IN_A_ROW:
         index += 1
         try:
             record = next(records)
         except StopIteration:
-            return
+            break
         except (OSError, RuntimeError, ValueError) as exc:
+            errors_in_a_row += 1
             yield Parsed(f"{name} record {index}", skip_reason=f"malformed EVTX record: {exc}")
-            # The evtx iterator keeps going after a bad record; a broken chunk ends it.
-            if index > 1_000_000:
-                return
             continue
+        errors_in_a_row = 0
         try:
+            if record is None:
+                raise ValueError("empty record")
             data = json.loads(record["data"])
-        except (KeyError, ValueError) as exc:
-            yield Parsed(f"{name} record {record.get('event_record_id', index)}", skip_reason=f"bad JSON: {exc}")
+        except (KeyError, TypeError, ValueError) as exc:
+            yield Parsed(f"{name} record {index}", skip_reason=f"bad JSON: {exc}")
             continue
+        produced += 1
         yield Parsed(name, event=normalize_event(data))
-
-
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
+    if errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
+        yield Parsed(name, skip_reason=f"gave up after {MAX_ERRORS_IN_A_ROW} malformed records in a row")
+    elif produced == 0 and index <= 1:
+        yield Parsed(name, skip_reason="no EVTX records (empty or truncated file)")
 
 
 def parse_json_text(text: str, name: str) -> Iterator[Parsed]:
     """JSON lines, one JSON document, a JSON array, or concatenated (pretty-printed) JSON objects."""
     decoder = json.JSONDecoder()
     pos, end = 0, len(text)
+    line, line_pos = 1, 0  # line number of ``line_pos``, advanced lazily
+    # JSON lines: a broken record ends at its own line end; pretty-printed documents: where parsing failed.
+    line_mode = name.lower().endswith((".ndjson", ".jsonl"))
+    first = True
+
+    def line_at(target: int) -> int:
+        nonlocal line, line_pos
+        line += text.count("\n", line_pos, target)
+        line_pos = target
+        return line
+
     while True:
         while pos < end and text[pos] in " \t\r\n\ufeff":
             pos += 1
@@ -97,21 +111,22 @@ def parse_json_text(text: str, name: str) -> Iterator[Parsed]:
         try:
             doc, new_pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            line = _line_of(text, pos)
-            yield Parsed(f"{name}:{line}", skip_reason=f"malformed or truncated JSON: {exc.msg}")
-            next_line = text.find("\n", max(exc.pos, pos + 1))
+            yield Parsed(f"{name}:{line_at(pos)}", skip_reason=f"malformed or truncated JSON: {exc.msg}")
+            next_line = text.find("\n", pos if line_mode else max(exc.pos, pos + 1))
             if next_line < 0:
                 return
             pos = next_line + 1
             continue
-        line = _line_of(text, pos)
-        pos = new_pos
+        if first:
+            line_mode = line_mode or "\n" not in text[pos:new_pos]
+            first = False
         items = doc if isinstance(doc, list) else [doc]
         for item in items:
             if isinstance(item, dict):
                 yield Parsed(name, event=normalize_event(item))
             else:
-                yield Parsed(f"{name}:{line}", skip_reason="JSON value is not an object")
+                yield Parsed(f"{name}:{line_at(pos)}", skip_reason="JSON value is not an object")
+        pos = new_pos
 
 
 def read_json(path: Path) -> Iterator[Parsed]:

@@ -79,7 +79,7 @@ class EntityQuery(BaseModel):
 
 
 class SiemEvent(BaseModel):
-    """One event from any backend: ECS-style entity fields plus the raw event with its original field names."""
+    """One event from any backend: ECS-style entity fields plus the raw event (original field names)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 

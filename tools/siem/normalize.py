@@ -1,14 +1,14 @@
 """Normalization of Windows events into one flat dict with the original field names.
 
 EVTX-to-JSON converters (the ``evtx`` wheel, the SigmaHQ regression ``.json`` files) give
-``{"Event": {"System": {...}, "EventData": {...}}}`` with ``#attributes``/``#text`` shapes; OTRF Security-Datasets
-give flat NXLog-style records (``Hostname``, ``SourceName``, ``@timestamp``). Both become::
+``{"Event": {"System": {...}, "EventData": {...}}}`` with ``#attributes``/``#text`` shapes; OTRF
+Security-Datasets give flat NXLog-style records (``Hostname``, ``SourceName``, ``@timestamp``). Both become::
 
     {"EventID": 1, "Channel": "...", "Computer": "...", "Provider_Name": "...", "TimeCreated": "...Z",
      "EventRecordID": 42, ..., "Image": "C:\\...", "CommandLine": "..."}
 
-String values are stripped of surrounding whitespace (converters differ there), ``null`` values are dropped and
-EventID is an int. ``ecs_columns`` derives the indexed ECS-style entity columns from the flat dict.
+String values are stripped of surrounding whitespace (converters differ there), ``null`` values are dropped
+and EventID is an int. ``ecs_columns`` derives the indexed ECS-style entity columns from the flat dict.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def _flatten_data(data: Any, out: dict[str, Any]) -> None:
             elif isinstance(value, dict) and _TEXT not in value:
                 _flatten_data(value, out)  # UserData: <Element xmlns=...><Field>..</Field></Element>
             else:
-                _put(out, key, value)
+                # Defender & co. name data fields with spaces ("Threat Name"); Sigma uses "ThreatName".
+                _put(out, key.replace(" ", ""), value)
     else:
         _put(out, "Data", data)
 

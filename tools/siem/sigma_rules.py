@@ -1,4 +1,4 @@
-"""Sigma rules: loading, Windows log-source restriction, and conversion to SQLite SQL for the embedded backend.
+"""Sigma rules: loading, Windows log-source restriction, conversion to SQLite SQL for the embedded backend.
 
 The SQL comes from pySigma's SQLite backend (``SELECT * FROM <table> WHERE ...``). It runs against a CTE
 built from the fields the rule needs: ``json_extract(raw, '$."Image"') COLLATE NOCASE AS "Image"``, so
@@ -6,7 +6,7 @@ Sigma's case-insensitive equality holds, ``LIKE`` works as usual and ``REGEXP`` 
 registered on the connection. The rule's log source becomes a condition on the indexed ``winlog.channel`` and
 ``event.code`` columns (the Sysmon and Windows pipelines' own mapping tables: a ``process_creation`` rule
 matches Sysmon EventID 1 and Security 4688, where ``NewProcessName``/``ParentProcessName`` stand in for
-``Image``/``ParentImage``).
+``Image``/``ParentImage``). A missing field reads as ``''`` so negated selections behave as in Sigma.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sigma.pipelines.common import windows_logsource_mapping
 from sigma.pipelines.sysmon.sysmon import sysmon_generic_logsource_eventid_mapping
 from sigma.pipelines.windows.windows import windows_generic_category_channel_mapping
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
+from sigma.types import SigmaFieldReference
 
 from socflow.errors import SigmaConversionError
 
@@ -56,6 +57,10 @@ class _Backend(sqliteBackend):
     """pySigma's SQLite backend, plus keyword (unbound value) search as a substring of the raw event."""
 
     table: ClassVar[str] = CTE_NAME  # type: ignore[misc]
+    # Missing fields are '' in the CTE (not NULL), so "not filter" holds for events without the field, as in
+    # Sigma; ``field: null`` then means missing or empty.
+    field_null_expression: ClassVar[str] = "{field} = ''"
+    field_exists_expression: ClassVar[str] = "{field} <> ''"
 
     def convert_condition_val_str(self, cond: ConditionValueExpression, state: ConversionState) -> Any:
         value = self.convert_value_str(cond.value, state)  # type: ignore[arg-type]
@@ -86,7 +91,7 @@ class CompiledRule:
         columns = [f"e.rowid AS {ROWID_COLUMN}", f"e.raw AS {RAW_COLUMN}"]
         for name in self.fields:
             extracts = [_json_extract(name), *(_json_extract(alias) for alias in self.aliases.get(name, ()))]
-            expr = extracts[0] if len(extracts) == 1 else f"coalesce({', '.join(extracts)})"
+            expr = f"coalesce({', '.join(extracts)}, '')"
             columns.append(f"{expr} COLLATE NOCASE AS {_quote_ident(name)}")
         where = f" WHERE {self.logsource_sql}" if self.logsource_sql else ""
         cte = f"WITH {CTE_NAME} AS (SELECT {', '.join(columns)} FROM events e{where}) "
@@ -107,6 +112,9 @@ def _detection_fields(detection: SigmaDetection | SigmaDetectionItem, out: list[
     if isinstance(detection, SigmaDetectionItem):
         if detection.field and detection.field not in out:
             out.append(detection.field)
+        for value in detection.value:
+            if isinstance(value, SigmaFieldReference) and value.field not in out:
+                out.append(value.field)
         return
     for item in detection.detection_items:
         _detection_fields(item, out)
@@ -128,7 +136,9 @@ def logsource_condition(rule: SigmaRule) -> tuple[str, tuple[str, ...]]:
     logsource = rule.logsource
     product = (logsource.product or "").lower()
     if product and product != "windows":
-        raise SigmaConversionError(f"rule {rule.id}: log source product {product!r} is not Windows event logs")
+        raise SigmaConversionError(
+            f"rule {rule.id}: log source product {product!r} is not Windows event logs"
+        )
     clauses: list[str] = []
     params: list[str] = []
 
@@ -147,7 +157,7 @@ def logsource_condition(rule: SigmaRule) -> tuple[str, tuple[str, ...]]:
         if category == "process_creation":
             channel_codes(["Security"], [4688])
     elif category in windows_generic_category_channel_mapping:
-        info = windows_generic_category_channel_mapping[category]
+        info: dict[str, Any] = windows_generic_category_channel_mapping[category]  # type: ignore[assignment]
         channel_codes(_as_list(windows_logsource_mapping[info["service"]]), _as_list(info["EventID"]))
     elif service:
         if service not in windows_logsource_mapping:
@@ -158,9 +168,7 @@ def logsource_condition(rule: SigmaRule) -> tuple[str, tuple[str, ...]]:
     return " OR ".join(clauses), tuple(params)
 
 
-def compile_rule(
-    rule: SigmaRule, *, known_fields: set[str] | None = None, source: str = ""
-) -> CompiledRule:
+def compile_rule(rule: SigmaRule, *, known_fields: set[str] | None = None, source: str = "") -> CompiledRule:
     """Convert one Sigma rule; raises :class:`SigmaConversionError` (naming the rule) when it cannot."""
     rule_id = str(rule.id) if rule.id else rule.title
     fields = rule_fields(rule)
@@ -175,7 +183,9 @@ def compile_rule(
     except SigmaError as exc:
         raise SigmaConversionError(f"rule {rule_id}: {exc}") from exc
     except (NotImplementedError, TypeError, ValueError, KeyError) as exc:
-        raise SigmaConversionError(f"rule {rule_id}: conversion failed ({type(exc).__name__}: {exc})") from exc
+        raise SigmaConversionError(
+            f"rule {rule_id}: conversion failed ({type(exc).__name__}: {exc})"
+        ) from exc
     if len(queries) != 1 or not isinstance(queries[0], str):
         raise SigmaConversionError(f"rule {rule_id}: expected one SQL query, got {len(queries)}")
     category = (rule.logsource.category or "").lower()

@@ -1,0 +1,185 @@
+"""``socflow siem``: load logs, run Sigma detection to alerts, query by entity (a Typer sub-app)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from socflow.errors import InputError, SiemError
+from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules, detect
+from tools.siem.embedded import EmbeddedSiem
+from tools.siem.models import EntityQuery, LoadReport
+
+app = typer.Typer(
+    help="SIEM lookup: the embedded event store, Sigma detection, entity queries.", no_args_is_help=True
+)
+err = Console(stderr=True)
+
+SiemPath = Annotated[
+    Path | None,
+    typer.Option("--siem-path", help="Embedded SIEM SQLite file (default: settings, SOCFLOW_SIEM__PATH)."),
+]
+
+
+def _store(siem_path: Path | None) -> EmbeddedSiem:
+    if siem_path is None:
+        from socflow.settings import get_settings  # the CLI edge reads settings; tools take them as arguments
+
+        siem_path = get_settings().siem.path
+    return EmbeddedSiem(siem_path)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def load(
+    paths: Annotated[list[Path], typer.Argument(help="EVTX, JSON/NDJSON, zip/tar.gz files or directories")],
+    siem_path: SiemPath = None,
+    show_skipped: Annotated[int, typer.Option(help="List at most this many skipped items")] = 20,
+) -> None:
+    """Load logs into the embedded store (bad records are skipped with reasons; the rest goes on)."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise _fail(f"no such file or directory: {', '.join(missing)}")
+    report = LoadReport()
+    with (
+        _store(siem_path) as siem,
+        Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=not err.is_terminal,
+        ) as progress,
+    ):
+        task = progress.add_task("loading", total=None)
+
+        def on_file(path: Path, index: int, total: int) -> None:
+            progress.update(task, total=total, completed=index, description=f"loading {path.name[:40]}")
+
+        report = siem.load(paths, on_file=on_file)
+    err.print(
+        f"loaded {report.loaded} events from {report.files} files; "
+        f"{report.duplicates} duplicates; {report.skipped_count} skipped"
+    )
+    reasons = Counter(item.reason.split(":")[0] for item in report.skipped)
+    for reason, count in reasons.most_common():
+        err.print(f"  skipped {count}: {reason}")
+    for item in report.skipped[:show_skipped]:
+        if item.reason != "not a log file":
+            err.print(f"  - {item.source}: {item.reason}")
+    typer.echo(
+        json.dumps(
+            {
+                "loaded": report.loaded,
+                "duplicates": report.duplicates,
+                "skipped": report.skipped_count,
+                "files": report.files,
+            }
+        )
+    )
+
+
+@app.command(name="detect")
+def detect_command(
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option("--rules", help="Sigma rule directory (repeatable; default: curated set)"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write NDJSON alerts here (default: stdout)")
+    ] = None,
+    siem_path: SiemPath = None,
+) -> None:
+    """Run Sigma rules over the loaded events and emit alerts in the generic alert format (NDJSON)."""
+    rule_dirs = rules or [DEFAULT_RULES_DIR]
+    for directory in rule_dirs:
+        if not directory.is_dir():
+            raise _fail(f"--rules {directory}: not a directory")
+    report = DetectReport()
+    compiled = compile_rules(rule_dirs, report)
+    handle = out.open("w", encoding="utf-8") if out else sys.stdout
+    try:
+        with _store(siem_path) as siem:
+            for alert in detect(siem, compiled, report):
+                handle.write(alert.model_dump_json(exclude_none=True) + "\n")
+    except SiemError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        if out:
+            handle.close()
+    err.print(
+        f"emitted {report.alerts} alerts from {report.rules_fired} rules "
+        f"({report.rules_converted}/{report.rules_total} rules converted, {len(report.failed)} not run)"
+    )
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise _fail(f"--{name}: not an ISO 8601 timestamp: {value!r}") from exc
+
+
+@app.command()
+def query(
+    host: Annotated[str | None, typer.Option(help="host.name")] = None,
+    user: Annotated[str | None, typer.Option(help="user.name (without domain)")] = None,
+    ip: Annotated[str | None, typer.Option(help="source.ip or destination.ip")] = None,
+    process: Annotated[str | None, typer.Option(help="process.name, e.g. powershell.exe")] = None,
+    hash: Annotated[str | None, typer.Option("--hash", help="file hash (substring of Hashes)")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO 8601 start, with time zone")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 end, with time zone")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="NDJSON events instead of a table")] = False,
+    siem_path: SiemPath = None,
+) -> None:
+    """Events by entity and time window, oldest first."""
+    try:
+        entity_query = EntityQuery(
+            host=host,
+            user=user,
+            ip=ip,
+            process=process,
+            hash=hash,
+            since=_parse_time(since, "since"),
+            until=_parse_time(until, "until"),
+            limit=limit,
+        )
+    except InputError as exc:
+        raise _fail(str(exc)) from exc
+    except ValueError as exc:  # pydantic ValidationError
+        raise _fail(str(exc).splitlines()[0]) from exc
+    with _store(siem_path) as siem:
+        events = siem.search(entity_query)
+    if as_json:
+        for event in events:
+            typer.echo(event.model_dump_json())
+        return
+    table = Table("time", "host", "user", "event", "process", "command line / ip")
+    for event in events:
+        table.add_row(
+            event.timestamp or "",
+            event.host or "",
+            event.user or "",
+            event.event_code or "",
+            event.process or "",
+            (event.command_line or event.source_ip or "")[:80],
+        )
+    Console().print(table)
+    err.print(f"{len(events)} events")
