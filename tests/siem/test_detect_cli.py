@@ -1,4 +1,4 @@
-"""Detection to alerts and the CLI: load the regression set, detect with SigmaHQ rules, validate the alerts."""
+"""Detection to alerts and the CLI: load the regression set, detect with SigmaHQ rules, check alerts."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def _event(minute: int, host: str, user: str, image: str, **extra: object) -> di
 
 
 @pytest.fixture
-def siem(tmp_path: Path) -> EmbeddedSiem:
+def siem(tmp_path: Path) -> Iterator[EmbeddedSiem]:
     store = EmbeddedSiem(tmp_path / "siem.db")
     store.insert_events(
         [

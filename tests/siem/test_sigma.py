@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from socflow.errors import SigmaConversionError
@@ -26,7 +28,7 @@ tags: [attack.discovery, attack.t1033]
 
 
 @pytest.fixture
-def siem() -> EmbeddedSiem:
+def siem() -> Iterator[EmbeddedSiem]:
     store = EmbeddedSiem(":memory:")
     store.insert_events(
         [
@@ -107,7 +109,7 @@ def test_non_windows_and_invalid_rules_fail_to_convert() -> None:
     linux = RULE_WHOAMI.replace("product: windows", "product: linux")
     with pytest.raises(SigmaConversionError, match="linux"):
         compile_rule(parse_rule(linux))
-    with pytest.raises(SigmaConversionError, match="my-rule.yml"):
+    with pytest.raises(SigmaConversionError, match=r"my-rule\.yml"):
         parse_rule("title: x\ndetection: {}\n", source="my-rule.yml")
 
 

@@ -109,3 +109,43 @@ def alert_from_event(
         },
         **extra,
     }
+
+
+def prepare_waiting_cases(settings: Settings, n: int, *, prefix: str = "race") -> list[int]:
+    """``n`` cases whose alert_triage runs wait at the approval interrupt."""
+    runner = make_runner(settings, scripted())
+    cases = []
+    for i in range(n):
+        case_id = ingest_one(
+            settings,
+            {
+                "source": "test",
+                "source_ref": f"{prefix}-{i}",
+                "title": f"Encoded PowerShell {i}",
+                "severity": "high",
+                "rule": {"id": "r-ps", "tags": ["attack.t1059.001"]},
+                "entities": {"hosts": [f"WS{i}"]},
+            },
+        )
+        result = runner.advance(runner.start("alert_triage", case_id=case_id, actor="test"))
+        assert result.status.value == "awaiting_input", runner.get(result.run_id).error
+        cases.append(case_id)
+    return cases
+
+
+def race_worker(db_url: str, siem_path: str, case_ids: list[int], barrier: Any, out: Any, who: str) -> None:
+    """One of two processes that approve the same interrupts at the same moment (spawned by the race test)."""
+    from socflow.decisions import Decision, submit_decision
+    from socflow.errors import SocflowError
+
+    settings = Settings(
+        database={"url": db_url}, siem={"path": Path(siem_path)}, model={"backend": "scripted"}
+    )
+    runner = make_runner(settings, ScriptedModel([]))
+    for case_id in case_ids:
+        barrier.wait(timeout=60)
+        try:
+            result = submit_decision(runner, case_id, Decision(action="approve", user=who))
+            out.put((case_id, who, "applied" if result.advanced else "noop"))
+        except SocflowError as exc:  # the other process won before this one looked
+            out.put((case_id, who, type(exc).__name__))
