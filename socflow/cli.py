@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from socflow import __version__, migrate, wiring
+from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
 from socflow.decisions import AmbiguousDecision, Decision, submit_decision
 from socflow.enums import CaseStatus
@@ -33,10 +34,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 cases_app = typer.Typer(help="Inspect cases.", no_args_is_help=True)
-workflow_app = typer.Typer(help="Graph workflows: list, graph, run.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cases_app, name="cases")
-app.add_typer(workflow_app, name="workflow")
+app.add_typer(workflow_app, name="workflow", help="Graph workflows: list, graph, run, new.")
 app.add_typer(model_app, name="model", help="The model runtime: prepare, info, try.")
 for _name, _group, _help in wiring.cli_groups():
     app.add_typer(_group, name=_name, help=_help)
@@ -304,18 +304,6 @@ def approve(
     console.print(f"run {result.run_id}: {result.status}; case {case_id} is {case.status}", highlight=False)
     if result.status is RunStatus.failed:
         raise typer.Exit(1)
-
-
-@workflow_app.command("list")
-def workflow_list() -> None:
-    """Registered workflows (built-ins, SOCFLOW_WORKFLOWS__PATHS folders, entry points)."""
-    registry = wiring.build_registry(_settings())
-    table = Table("name", "version", "queue", "origin", "description", title="workflows")
-    for spec in registry.specs():
-        table.add_row(spec.name, spec.version, spec.queue, registry.origins[spec.name], spec.description)
-    console.print(table)
-    for origin, why in registry.skipped:
-        err.print(f"skipped {origin}: {why}", markup=False)
 
 
 @app.command()
