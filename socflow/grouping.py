@@ -1,17 +1,27 @@
-"""Grouping: which case an incoming alert joins.
+"""Grouping: which case an incoming alert joins, and why.
 
-``Grouper.assign`` returns the case and the reason it was chosen; the reason is stored on the alert.
-The default here is a placeholder, one case per alert; storm grouping replaces it.
+``KeyGrouper`` (the default) builds a grouping key from the rule and the alert's primary entities
+(``SOCFLOW_GROUPING__KEY_FIELDS``) and joins the newest open case with that key opened within
+``SOCFLOW_GROUPING__WINDOW_SECONDS``; otherwise it opens a new case. An alert storm (one rule firing
+thousands of times on one host) becomes one case and costs one model run. The reason is stored on
+the alert, so an analyst sees why each alert joined its case.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
+from socflow.errors import ConfigError
 from socflow.schemas import AlertIn
 from socflow.store import CaseStore
 from socflow.tables import Case
+
+KEY_FIELDS = ("rule", "source", "hosts", "users", "ips", "processes", "domains", "hashes")
+MAX_KEY = 300
 
 
 @dataclass(frozen=True)
@@ -27,8 +37,54 @@ class Grouper(Protocol):
 
 
 class OneCasePerAlert:
-    """Placeholder grouper: every alert opens its own case."""
+    """Every alert opens its own case (for tests and for teams that want no grouping)."""
 
     def assign(self, store: CaseStore, alert: AlertIn, *, actor: str) -> Assignment:
         case = store.create_case(title=alert.title, severity=alert.severity, actor=actor)
         return Assignment(case=case, created=True, grouping_key=None, reason="new case: one case per alert")
+
+
+class KeyGrouper:
+    def __init__(self, key_fields: Sequence[str], window_seconds: int) -> None:
+        unknown = [f for f in key_fields if f not in KEY_FIELDS]
+        if unknown or not key_fields:
+            raise ConfigError(
+                f"grouping key fields {unknown or '[]'} invalid; choose from {', '.join(KEY_FIELDS)}"
+            )
+        self.key_fields = tuple(key_fields)
+        self.window = timedelta(seconds=window_seconds)
+
+    def key(self, alert: AlertIn) -> str:
+        parts = []
+        for f in self.key_fields:
+            if f == "rule":
+                value = alert.rule.id or alert.rule.name or alert.title
+            elif f == "source":
+                value = alert.source
+            else:
+                value = ",".join(sorted({v.lower() for v in getattr(alert.entities, f)}))
+            parts.append(f"{f}={value}")
+        key = "|".join(parts)
+        if len(key) > MAX_KEY:
+            key = key[: MAX_KEY - 20] + "#" + hashlib.sha256(key.encode()).hexdigest()[:19]
+        return key
+
+    def assign(self, store: CaseStore, alert: AlertIn, *, actor: str) -> Assignment:
+        key = self.key(alert)
+        fields = "+".join(self.key_fields)
+        seconds = int(self.window.total_seconds())
+        case = store.find_open_case(key, since=store.clock() - self.window)
+        if case is not None:
+            return Assignment(
+                case=case,
+                created=False,
+                grouping_key=key,
+                reason=f"joined case {case.id}: same {fields} ({key}) within {seconds}s",
+            )
+        case = store.create_case(title=alert.title, severity=alert.severity, actor=actor, grouping_key=key)
+        return Assignment(
+            case=case,
+            created=True,
+            grouping_key=key,
+            reason=f"new case: no open case with the same {fields} ({key}) in the last {seconds}s",
+        )

@@ -11,16 +11,22 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow.enums import CaseStatus
+from socflow.errors import InputError
 from socflow.grouping import Grouper, OneCasePerAlert
 from socflow.observables import extract
+from socflow.runner import RunQueue
 from socflow.schemas import AlertIn, IngestItem, IngestReport
 from socflow.store import CaseStore
+from socflow.tables import Case, WorkflowRun
 
 CHUNK = 200
 
@@ -84,16 +90,31 @@ def validation_reason(exc: ValidationError) -> tuple[str | None, str]:
 
 
 class IngestService:
+    """Ingest alerts; new cases get one queued workflow run (``queue``), committed with the case.
+
+    ``on_case_created`` and ``on_run_queued`` run after the commit (e.g. to hand runs to a dispatcher).
+    An alert that joins a case whose draft awaits approval marks the draft stale, supersedes the waiting
+    run and queues at most one re-assessment per case per grouping window.
+    """
+
     def __init__(
         self,
         factory: sessionmaker[Session],
         *,
         grouper: Grouper | None = None,
+        queue: RunQueue | None = None,
         on_case_created: Callable[[int], None] | None = None,
+        on_run_queued: Callable[[str], None] | None = None,
+        normalizer: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        reassess_window: timedelta = timedelta(hours=1),
     ) -> None:
         self.factory = factory
         self.grouper = grouper or OneCasePerAlert()
+        self.queue = queue
         self.on_case_created = on_case_created
+        self.on_run_queued = on_run_queued
+        self.normalizer = normalizer
+        self.reassess_window = reassess_window
 
     def ingest_text(self, text: str, *, actor: str) -> IngestReport:
         return self.ingest(parse_payload(text), actor=actor)
@@ -122,36 +143,69 @@ class IngestService:
 
     def _ingest_chunk(self, chunk: list[ParsedItem], actor: str, report: IngestReport) -> None:
         new_cases: list[int] = []
+        runs: list[str] = []
         with self.factory() as session, session.begin():
             store = CaseStore(session)
             for item in chunk:
-                result = self._ingest_one(session, store, item, actor)
-                report.items.append(result[0])
-                if result[1] is not None:
-                    new_cases.append(result[1])
-        if self.on_case_created:
-            for case_id in new_cases:
+                result, case_id, run_ids = self._ingest_one(session, store, item, actor)
+                report.items.append(result)
+                if case_id is not None:
+                    new_cases.append(case_id)
+                runs.extend(run_ids)
+        report.runs_queued.extend(runs)
+        for case_id in new_cases:
+            if self.on_case_created:
                 self.on_case_created(case_id)
+        for run_id in runs:
+            if self.on_run_queued:
+                self.on_run_queued(run_id)
+
+    def _after_join(
+        self, session: Session, store: CaseStore, case: Case, alert_id: int, actor: str
+    ) -> list[str]:
+        if case.status != CaseStatus.awaiting_approval.value:
+            return []
+        store.mark_draft_stale(case.id, actor=actor, reason=f"alert {alert_id} joined the case")
+        if self.queue is None:
+            return []
+        self.queue.supersede_waiting(session, case.id, actor=actor)
+        since = store.clock() - self.reassess_window
+        recent = session.scalars(
+            select(WorkflowRun).where(WorkflowRun.case_id == case.id, WorkflowRun.created_at >= since)
+        )
+        if any((r.input or {}).get("reassess") for r in recent):
+            return []
+        return [
+            self.queue.enqueue(
+                session,
+                case_id=case.id,
+                actor=actor,
+                data={"reassess": True},
+                reason=f"re-assess: alert {alert_id} joined while the draft awaited approval",
+            )
+        ]
 
     def _ingest_one(
         self, session: Session, store: CaseStore, item: ParsedItem, actor: str
-    ) -> tuple[IngestItem, int | None]:
+    ) -> tuple[IngestItem, int | None, list[str]]:
         base = {"index": item.index, "line": item.line}
         if item.error is not None:
-            return IngestItem(status="rejected", reason=item.error, **base), None
+            return IngestItem(status="rejected", reason=item.error, **base), None, []
         if not isinstance(item.data, dict):
-            return IngestItem(status="rejected", reason="an alert must be a JSON object", **base), None
+            return IngestItem(status="rejected", reason="an alert must be a JSON object", **base), None, []
         try:
-            alert = AlertIn.model_validate(item.data)
+            data = self.normalizer(item.data) if self.normalizer else item.data
+            alert = AlertIn.model_validate(data)
         except ValidationError as exc:
             field, reason = validation_reason(exc)
-            return IngestItem(status="rejected", reason=reason, field=field, **base), None
+            return IngestItem(status="rejected", reason=reason, field=field, **base), None, []
+        except InputError as exc:
+            return IngestItem(status="rejected", reason=exc.reason, field=exc.field, **base), None, []
         key = dedup_key(alert)
         existing = store.find_alert(alert.source, key)
         if existing is not None:
-            return IngestItem(
-                status="duplicate", alert_id=existing.id, case_id=existing.case_id, **base
-            ), None
+            dup = IngestItem(status="duplicate", alert_id=existing.id, case_id=existing.case_id, **base)
+            return dup, None, []
         try:
             with session.begin_nested():
                 assignment = self.grouper.assign(store, alert, actor=actor)
@@ -164,6 +218,14 @@ class IngestService:
                     grouping_key=assignment.grouping_key,
                     grouping_reason=assignment.reason,
                 )
+                if assignment.created:
+                    runs = (
+                        [self.queue.enqueue(session, case_id=row.case_id, actor=actor, reason="new case")]
+                        if self.queue is not None
+                        else []
+                    )
+                else:
+                    runs = self._after_join(session, store, assignment.case, row.id, actor)
         except IntegrityError:  # a concurrent writer stored the same alert first
             existing = store.find_alert(alert.source, key)
             return (
@@ -174,6 +236,7 @@ class IngestService:
                     **base,
                 ),
                 None,
+                [],
             )
         new_case = assignment.case.id if assignment.created else None
-        return IngestItem(status="accepted", alert_id=row.id, case_id=row.case_id, **base), new_case
+        return IngestItem(status="accepted", alert_id=row.id, case_id=row.case_id, **base), new_case, runs

@@ -44,8 +44,16 @@ class WorkflowRegistry:
         self.origins: dict[str, str] = {}
         self.skipped: list[tuple[str, str]] = []
 
-    def add(self, spec: WorkflowSpec, origin: str) -> None:
-        if spec.name in self._specs:
+    @classmethod
+    def of(cls, *specs: WorkflowSpec, origin: str = "test") -> WorkflowRegistry:
+        """A registry holding exactly ``specs`` (tests, embedding)."""
+        registry = cls()
+        for spec in specs:
+            registry.add(spec, origin)
+        return registry
+
+    def add(self, spec: WorkflowSpec, origin: str, *, replace: bool = False) -> None:
+        if spec.name in self._specs and not replace:
             raise WorkflowLoadError(
                 f"workflow {spec.name!r} from {origin} clashes with {self.origins[spec.name]}"
             )

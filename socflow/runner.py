@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -45,9 +46,10 @@ class RunStatus(StrEnum):
     awaiting_input = "awaiting_input"
     completed = "completed"
     failed = "failed"
+    superseded = "superseded"  # its draft went stale: a newer run re-assesses the case
 
 
-FINAL = frozenset({RunStatus.completed, RunStatus.failed})
+FINAL = frozenset({RunStatus.completed, RunStatus.failed, RunStatus.superseded})
 
 
 class IncompatibleWorkflowVersion(ConflictError):
@@ -60,6 +62,84 @@ class AdvanceResult:
     status: RunStatus
     advanced: bool  # False: somebody else holds the run, or it had nothing to do
     interrupt: dict[str, Any] | None = None
+
+
+class RunQueue:
+    """Creates queued runs inside the caller's transaction (the run row commits with the case)."""
+
+    def __init__(
+        self,
+        registry: WorkflowRegistry,
+        *,
+        workflow: str = "alert_triage",
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.registry = registry
+        self.workflow = workflow
+        self.clock = clock
+
+    def enqueue(
+        self,
+        session: Session,
+        *,
+        case_id: int | None,
+        actor: str,
+        workflow: str | None = None,
+        data: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> str:
+        spec = self.registry.get(workflow or self.workflow)
+        if spec.needs_case and case_id is None:
+            raise ConflictError(f"workflow {spec.name} needs a case")
+        now = self.clock()
+        run = WorkflowRun(
+            id=str(uuid.uuid4()),
+            workflow=spec.name,
+            workflow_version=spec.version,
+            case_id=case_id,
+            status=RunStatus.queued.value,
+            input=spec.initial_state(case_id, data or {}),
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(run)
+        session.flush()
+        CaseStore(session).record_run_event(
+            run.id, "run.queued", case_id=case_id, actor=actor, data={"workflow": spec.name, "reason": reason}
+        )
+        return run.id
+
+    def has_recent(self, session: Session, case_id: int, *, since: datetime) -> bool:
+        """A run for the case that is queued or running, or was created after ``since``."""
+        stmt = select(WorkflowRun.id).where(
+            WorkflowRun.case_id == case_id,
+            or_(
+                WorkflowRun.status.in_([RunStatus.queued.value, RunStatus.running.value]),
+                WorkflowRun.created_at >= since,
+            ),
+        )
+        return session.scalar(stmt.limit(1)) is not None
+
+    def supersede_waiting(self, session: Session, case_id: int, *, actor: str) -> list[str]:
+        """Runs of the case waiting at an interrupt become ``superseded`` (their draft is stale)."""
+        ids = list(
+            session.scalars(
+                select(WorkflowRun.id).where(
+                    WorkflowRun.case_id == case_id, WorkflowRun.status == RunStatus.awaiting_input.value
+                )
+            )
+        )
+        now = self.clock()
+        for run_id in ids:
+            session.execute(
+                update(WorkflowRun)
+                .where(WorkflowRun.id == run_id, WorkflowRun.status == RunStatus.awaiting_input.value)
+                .values(status=RunStatus.superseded.value, updated_at=now, finished_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            CaseStore(session).record_run_event(run_id, "run.superseded", case_id=case_id, actor=actor)
+        return ids
 
 
 def _owner() -> str:
@@ -95,37 +175,12 @@ class Runner:
         data: dict[str, Any] | None = None,
         session: Session | None = None,
     ) -> str:
-        """Create a queued run (committed by the caller's session, or here)."""
-        spec = self.registry.get(workflow)
-        if spec.needs_case and case_id is None:
-            raise ConflictError(f"workflow {workflow} needs a case")
-        state = spec.initial_state(case_id, data or {})
-        now = self.clock()
-        run = WorkflowRun(
-            id=str(uuid.uuid4()),
-            workflow=spec.name,
-            workflow_version=spec.version,
-            case_id=case_id,
-            status=RunStatus.queued.value,
-            input=state,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-
-        def write(s: Session) -> None:
-            s.add(run)
-            s.flush()
-            CaseStore(s).record_run_event(
-                run.id, "run.queued", case_id=case_id, actor=actor, data={"workflow": spec.name}
-            )
-
+        """Create a queued run (in the caller's session, or committed here)."""
+        queue = RunQueue(self.registry, workflow=workflow, clock=self.clock)
         if session is not None:
-            write(session)
-        else:
-            with self.factory() as s, s.begin():
-                write(s)
-        return run.id
+            return queue.enqueue(session, case_id=case_id, actor=actor, data=data)
+        with self.factory() as s, s.begin():
+            return queue.enqueue(s, case_id=case_id, actor=actor, data=data)
 
     def get(self, run_id: str) -> WorkflowRun:
         with self.factory() as s:
@@ -256,7 +311,7 @@ class Runner:
         except IncompatibleWorkflowVersion as exc:
             return self._finish(run_id, RunStatus.failed, error=exc)
         ctx = RunContext(run_id=run.id, case_id=run.case_id, deps=self.deps)
-        config: dict[str, Any] = {"configurable": {"thread_id": run.id}}
+        config: RunnableConfig = {"configurable": {"thread_id": run.id}}
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(run_id, stop), daemon=True)
         beat.start()

@@ -123,6 +123,7 @@ class IngestItem(BaseModel):
 
 class IngestReport(BaseModel):
     items: list[IngestItem] = Field(default_factory=list)
+    runs_queued: list[str] = Field(default_factory=list)
 
     @property
     def accepted(self) -> int:

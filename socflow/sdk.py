@@ -16,6 +16,7 @@ from langgraph.graph import StateGraph
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow.checkpoints import open_checkpointer
 from socflow.model.base import CallContext, ModelClient
 from socflow.policy import Policy
 
@@ -65,11 +66,22 @@ class WorkflowSpec:
     queue: str = "workflows"
     needs_case: bool = True
     tags: tuple[str, ...] = field(default_factory=tuple)
+    output_keys: tuple[str, ...] = field(default_factory=tuple)  # final-state keys ``workflow run`` prints
 
     def initial_state(self, case_id: int | None, data: dict[str, Any]) -> dict[str, Any]:
         if self.input_schema is not None:
             data = self.input_schema.model_validate(data).model_dump(mode="json")
         return {"case_id": case_id, **data}
+
+    def mermaid(self) -> str:
+        """The graph as a Mermaid diagram (``socflow workflow graph``; pinned by the snapshot tests)."""
+        return self.build().compile().get_graph().draw_mermaid()
+
+    def read_state(self, db_url: str, run_id: str) -> dict[str, Any]:
+        """A run's latest checkpointed graph state (the run's thread id is its id)."""
+        with open_checkpointer(db_url) as saver:
+            graph = self.build().compile(checkpointer=saver)
+            return dict(graph.get_state({"configurable": {"thread_id": run_id}}).values)
 
     @property
     def major(self) -> str:

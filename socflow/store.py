@@ -19,7 +19,17 @@ from sqlalchemy.orm import Session
 from socflow.enums import CASE_TRANSITIONS, AuthorKind, CaseStatus, NoteStatus, ObservableType, Severity
 from socflow.errors import ConflictError, InvalidTransition, NotFoundError
 from socflow.schemas import AlertIn, EvidenceRecord, TechniqueRecord, now_utc
-from socflow.tables import Alert, AuditEvent, Case, CaseTechnique, Evidence, Note, NoteRevision, Observable
+from socflow.tables import (
+    Alert,
+    ApiToken,
+    AuditEvent,
+    Case,
+    CaseTechnique,
+    Evidence,
+    Note,
+    NoteRevision,
+    Observable,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -532,6 +542,79 @@ class CaseStore:
         return self._audit(
             action, actor=actor, entity_type="run", entity_id=run_id, case_id=case_id, data=data
         )
+
+    @mutation("token.created")
+    def create_token(
+        self,
+        *,
+        name: str,
+        role: str,
+        token_hash: str,
+        prefix: str,
+        actor: str,
+        expires_at: datetime | None = None,
+    ) -> ApiToken:
+        """Store a token's hash (the caller shows the token once and never stores it)."""
+        row = ApiToken(
+            name=name[:200],
+            role=role,
+            token_hash=token_hash,
+            prefix=prefix[:16],
+            created_at=self.clock(),
+            expires_at=expires_at,
+        )
+        self.session.add(row)
+        self.session.flush()
+        self._audit(
+            "token.created",
+            actor=actor,
+            entity_type="token",
+            entity_id=row.id,
+            case_id=None,
+            data={
+                "name": row.name,
+                "role": role,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        )
+        return row
+
+    @mutation("token.revoked")
+    def revoke_token(self, token_id: int, *, actor: str) -> ApiToken:
+        row = self.session.get(ApiToken, token_id)
+        if row is None:
+            raise NotFoundError(f"token {token_id} does not exist")
+        if row.revoked_at is None:
+            row.revoked_at = self.clock()
+        self._audit(
+            "token.revoked",
+            actor=actor,
+            entity_type="token",
+            entity_id=row.id,
+            case_id=None,
+            data={"name": row.name},
+        )
+        return row
+
+    @mutation("note.marked_stale")
+    def mark_draft_stale(self, case_id: int, *, actor: str, reason: str) -> Note | None:
+        """A new alert joined a case whose draft awaits approval: deciding on that draft is refused."""
+        note = self.get_note(case_id)
+        if note is None or note.status != NoteStatus.draft.value or note.stale_at is not None:
+            return None
+        note.stale_at = self.clock()
+        self._audit(
+            "note.marked_stale",
+            actor=actor,
+            entity_type="note",
+            entity_id=note.id,
+            case_id=case_id,
+            data={"reason": reason},
+        )
+        return note
+
+    def list_tokens(self) -> list[ApiToken]:
+        return list(self.session.scalars(select(ApiToken).order_by(ApiToken.id)))
 
     def _new_revision(
         self,

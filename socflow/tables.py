@@ -132,6 +132,7 @@ class Note(Base):
     current_revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stale_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class NoteRevision(Base):
@@ -263,3 +264,29 @@ class Approval(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiToken(Base):
+    """A bearer token: only its sha256 is stored; the token is shown once at creation (revision 0006)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ConnectorCursor(Base):
+    """Where a pull connector stopped, so a restart neither misses nor repeats alerts (revision 0006)."""
+
+    __tablename__ = "connector_cursors"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cursor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -29,9 +29,8 @@ _UNSET: Any = object()
 
 def cli_groups() -> list[tuple[str, typer.Typer, str]]:
     """Command groups contributed by tools: (name, app, help)."""
-    from tools.siem.cli import app as siem_app
-
     from tools.attack.cli import app as attack_app
+    from tools.siem.cli import app as siem_app
 
     return [
         ("attack", attack_app, "MITRE ATT&CK: catalog info, lookup, text-to-technique mapping."),

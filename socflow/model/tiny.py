@@ -72,8 +72,10 @@ def build_tiny_tokenizer(dest: Path) -> Path:
 def build_tiny_llama(dest: Path, seed: int = 0, *, max_position_embeddings: int = 2048) -> Path:
     """Write a random-weight 2-layer Llama (hidden 64) and the tiny tokenizer to ``dest``; return it."""
     import torch
+    import transformers
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+    transformers.utils.logging.disable_progress_bar()
     dest = Path(dest)
     build_tiny_tokenizer(dest)
     vocab = json.loads(_tokenizer_json())["model"]["vocab"]

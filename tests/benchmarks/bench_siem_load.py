@@ -38,6 +38,16 @@ IMAGES = [
     "C:\\Windows\\System32\\net.exe",
 ]
 START = datetime(2025, 1, 1, tzinfo=UTC)
+HUNT_RULE = r"""
+title: Whoami Execution
+id: 11111111-1111-4111-8111-111111111111
+logsource: {category: process_creation, product: windows}
+detection:
+    selection:
+        Image|endswith: '\whoami.exe'
+    condition: selection
+level: low
+"""
 
 
 def generate(rng: random.Random, n: int, hosts: int, users: int, days: int) -> list[dict]:
@@ -190,6 +200,12 @@ def main() -> None:
     ):
         p50, p95, mean_rows = time_queries(siem, make, args.queries)
         print(f"  {name:34s} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  ({mean_rows:.1f} rows avg)")
+    t = time.perf_counter()
+    hits = siem.hunt(HUNT_RULE, limit=1000)
+    print(
+        f"sigma hunt (process_creation, Image endswith whoami.exe, full scan): "
+        f"{(time.perf_counter() - t) * 1000:,.0f} ms, {len(hits)} hits (limit 1000)"
+    )
     siem.close()
     if args.keep and args.db is None:
         print(f"kept {db}")

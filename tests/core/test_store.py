@@ -69,6 +69,17 @@ SCENARIOS: dict[str, tuple[Callable[[CaseStore], Any], Callable[[CaseStore, Any]
             cid, [TechniqueRecord(technique_id="T1059.001", name="PowerShell", source="rule_tag")], actor="t"
         ),
     ),
+    "create_token": (
+        lambda s: None,
+        lambda s, _: s.create_token(
+            name="soar", role="ingest", token_hash="a" * 64, prefix="sf_abc", actor="t"
+        ),
+    ),
+    "revoke_token": (
+        lambda s: s.create_token(name="x", role="ingest", token_hash="b" * 64, prefix="sf_x", actor="t").id,
+        lambda s, tid: s.revoke_token(tid, actor="t"),
+    ),
+    "mark_draft_stale": (_drafted, lambda s, cid: s.mark_draft_stale(cid, actor="t", reason="new alert")),
     "record_run_event": (
         _case,
         lambda s, cid: s.record_run_event("r-1", "run.queued", case_id=cid, actor="t"),

@@ -15,8 +15,11 @@ N_CHOOSE_SEEDS = 50
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """50 tiny models that share one tokenizer and differ only in their weights' seed."""
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from socflow.model.tiny import build_tiny_llama
+
+    # Hidden size 64 gains nothing from threads, and on a shared 2-core runner they only contend.
+    torch.set_num_threads(1)
 
     root = tmp_path_factory.mktemp("tiny-models")
     return [build_tiny_llama(root / f"seed{seed}", seed) for seed in range(N_CHOOSE_SEEDS)]

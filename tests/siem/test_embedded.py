@@ -96,6 +96,8 @@ def test_ids_are_deterministic_and_evidence_payload(siem: EmbeddedSiem, tmp_path
     assert evidence["observed_at"] == "2025-03-01T13:30:00.000000Z"
     assert "whoami.exe" in evidence["summary"]
     json.dumps(evidence)  # JSON-plain
+    record = event.evidence_record("case-1")
+    assert record.evidence_id == evidence["evidence_id"] and record.observed_at is not None
 
 
 def test_build_siem_from_settings(tmp_path: Path) -> None:

@@ -101,3 +101,25 @@ def test_otrf_flat_records_map_onto_windows_names() -> None:
 def test_defender_field_names_lose_their_spaces() -> None:
     flat = normalize_event({"Event": {"System": {"EventID": 1116}, "EventData": {"Threat Name": "EICAR"}}})
     assert flat["ThreatName"] == "EICAR"
+
+
+def test_xml_style_named_data_items() -> None:
+    flat = normalize_event(
+        {
+            "Event": {
+                "System": {"EventID": "4688", "Channel": "Security"},
+                "EventData": {
+                    "Data": [
+                        {"#attributes": {"Name": "NewProcessName"}, "#text": "C:\\a.exe"},
+                        {"#attributes": {"Name": "CommandLine"}, "#text": "a.exe -x"},
+                    ]
+                },
+            }
+        }
+    )
+    assert flat == {
+        "EventID": 4688,
+        "Channel": "Security",
+        "NewProcessName": "C:\\a.exe",
+        "CommandLine": "a.exe -x",
+    }

@@ -120,3 +120,19 @@ def test_compiled_rule_metadata() -> None:
     sql, params = compiled.sql()
     assert "json_extract" in sql and "COLLATE NOCASE" in sql
     assert set(params) == {SYSMON, "1", "Security", "4688"}
+
+
+def test_a_thousand_values_stay_under_sqlite_depth_limit(siem: EmbeddedSiem) -> None:
+    values = "\n".join(f"            - 'pkg-{i}@1.0'" for i in range(1500))
+    rule = f"""
+title: many
+id: 44444444-4444-4444-8444-444444444444
+logsource: {{category: process_creation, product: windows}}
+detection:
+    selection:
+        CommandLine|contains:
+{values}
+            - '/all'
+    condition: selection
+"""
+    assert [e.host for e in siem.hunt(rule)] == ["A"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC
 
 from socflow.untrusted import clean_text
 from tools.notes.models import EvidenceItem, NoteInput, NoteSections, RecordedAction, ValidatedTechnique
@@ -119,7 +120,11 @@ def fallback_sections(case: NoteInput, evidence: Sequence[EvidenceItem]) -> Note
             for name in getattr(item, attr):
                 seen.setdefault(_one_line(name, 120), []).append(f"[E{i}]")
         impacted += [f"{kind} {name} {''.join(cites)}" for name, cites in seen.items()]
-    dated = sorted((e.timestamp, i) for i, e in enumerate(evidence, start=1) if e.timestamp is not None)
+    dated = sorted(
+        (e.timestamp if e.timestamp.tzinfo else e.timestamp.replace(tzinfo=UTC), i)
+        for i, e in enumerate(evidence, start=1)
+        if e.timestamp is not None
+    )  # naive timestamps read as UTC so mixed inputs still sort
     undated = [i for i, e in enumerate(evidence, start=1) if e.timestamp is None]
     timeline = [f"{ts.isoformat()}: {_quoted(evidence[i - 1].summary)} [E{i}]" for ts, i in dated]
     timeline += [f"Undated: {_quoted(evidence[i - 1].summary)} [E{i}]" for i in undated]

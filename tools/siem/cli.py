@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from socflow.errors import InputError, SiemError
+from socflow.settings import get_settings
 from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules, detect
 from tools.siem.embedded import EmbeddedSiem
 from tools.siem.models import EntityQuery, LoadReport
@@ -31,15 +32,13 @@ SiemPath = Annotated[
 
 
 def _store(siem_path: Path | None) -> EmbeddedSiem:
-    if siem_path is None:
-        from socflow.settings import get_settings  # the CLI edge reads settings; tools take them as arguments
-
+    if siem_path is None:  # the CLI edge reads settings; the tool itself takes them as arguments
         siem_path = get_settings().siem.path
     return EmbeddedSiem(siem_path)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print("error: " + message, style="red", markup=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -80,7 +79,7 @@ def load(
         err.print(f"  skipped {count}: {reason}")
     for item in report.skipped[:show_skipped]:
         if item.reason != "not a log file":
-            err.print(f"  - {item.source}: {item.reason}")
+            err.print(f"  - {item.source}: {item.reason}", markup=False, soft_wrap=True)
     typer.echo(
         json.dumps(
             {
@@ -103,6 +102,7 @@ def detect_command(
         Path | None, typer.Option("--out", help="Write NDJSON alerts here (default: stdout)")
     ] = None,
     siem_path: SiemPath = None,
+    show_failed: Annotated[int, typer.Option(help="List at most this many failed rules")] = 10,
 ) -> None:
     """Run Sigma rules over the loaded events and emit alerts in the generic alert format (NDJSON)."""
     rule_dirs = rules or [DEFAULT_RULES_DIR]
@@ -121,10 +121,16 @@ def detect_command(
     finally:
         if out:
             handle.close()
+    unsupported = sum("log source" in item.reason for item in report.failed)
     err.print(
         f"emitted {report.alerts} alerts from {report.rules_fired} rules "
-        f"({report.rules_converted}/{report.rules_total} rules converted, {len(report.failed)} not run)"
+        f"({report.rules_converted}/{report.rules_total} rules converted; not run: "
+        f"{unsupported} for log sources other than Windows event logs, "
+        f"{len(report.failed) - unsupported} failed)",
+        soft_wrap=True,
     )
+    for item in [i for i in report.failed if "log source" not in i.reason][:show_failed]:
+        err.print(f"  - {item.source}: {item.reason}", markup=False, soft_wrap=True)
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:

@@ -7,6 +7,7 @@ same alerts (idempotent downstream).
 
 from __future__ import annotations
 
+import json
 import ntpath
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,10 @@ from tools.siem.sigma_rules import CompiledRule, compile_rule, iter_rule_files
 ALERT_SOURCE = "socflow-sigma"
 DEFAULT_RULES_DIR = Path(__file__).parent / "rules"
 MAX_EVENTS_PER_ALERT = 50
+#: socflow's ingest refuses ``raw`` over 256 KiB; matching events are included up to this budget.
+MAX_RAW_EVENTS_BYTES = 160 * 1024
+#: Event ids listed per alert (the source_ref covers all of them).
+MAX_EVENT_IDS = 1000
 
 Severity = Literal["informational", "low", "medium", "high", "critical"]
 _LEVELS: dict[str, Severity] = {
@@ -110,7 +115,14 @@ def alert_for(rule: CompiledRule, events: list[SiemEvent]) -> GenericAlert:
             _add(entities.hashes, value)
         _add(entities.domains, event.raw.get("QueryName"))
     event_ids = sorted(event.event_id for event in events)
-    shown = events[:MAX_EVENTS_PER_ALERT]
+    shown: list[dict[str, Any]] = []
+    budget = MAX_RAW_EVENTS_BYTES
+    for event in events[:MAX_EVENTS_PER_ALERT]:
+        size = len(json.dumps(event.raw, default=str))
+        if size > budget:
+            break
+        budget -= size
+        shown.append(event.raw)
     return GenericAlert(
         source=ALERT_SOURCE,
         source_ref=f"sigma-{stable_id(rule.rule_id, *event_ids)}",
@@ -123,8 +135,9 @@ def alert_for(rule: CompiledRule, events: list[SiemEvent]) -> GenericAlert:
         raw={
             "rule_source": rule.source,
             "event_count": len(events),
-            "event_ids": event_ids,
-            "events": [event.raw for event in shown],
+            "event_ids": event_ids[:MAX_EVENT_IDS],
+            "events": shown,
+            "events_omitted": len(events) - len(shown),
         },
     )
 

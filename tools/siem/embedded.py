@@ -19,7 +19,16 @@ from sigma.rule import SigmaRule
 
 from socflow.errors import SiemError
 from tools.siem.loaders import discover, read_path
-from tools.siem.models import ECS_FIELDS, BackendKind, EntityQuery, LoadReport, SiemEvent, SkipReason
+from tools.siem.models import (
+    ECS_FIELDS,
+    BackendKind,
+    EntityQuery,
+    LoadReport,
+    SiemEvent,
+    SkipReason,
+    canonical_json,
+    content_event_id,
+)
 from tools.siem.normalize import ecs_columns, iso_utc
 from tools.siem.sigma_rules import CompiledRule, compile_rule, parse_rule
 
@@ -107,36 +116,26 @@ class EmbeddedSiem:
     # -- loading ---------------------------------------------------------------------------------------
     def insert_events(self, events: Iterable[dict[str, Any]], *, source: str = "") -> tuple[int, int]:
         """Insert normalized flat events; returns (inserted, duplicates)."""
-        from tools.siem.models import content_event_id
-
         rows = []
         fields: set[str] = set()
         for flat in events:
             columns = ecs_columns(flat)
             fields.update(flat)
-            rows.append(
-                (
-                    content_event_id(flat),
-                    *(columns[name] for name in ECS_FIELDS),
-                    source,
-                    json.dumps(flat, ensure_ascii=False, default=str),
-                )
-            )
+            raw = canonical_json(flat)
+            rows.append((content_event_id(flat, raw), *(columns[name] for name in ECS_FIELDS), source, raw))
         return self._insert_rows(rows, fields)
 
     def _insert_rows(self, rows: list[tuple[Any, ...]], fields: set[str]) -> tuple[int, int]:
         if not rows:
             return 0, 0
         placeholders = ", ".join("?" * (len(ECS_FIELDS) + 3))
-        before = self._conn.total_changes
-        self._conn.executemany(
+        cursor = self._conn.executemany(
             f"INSERT OR IGNORE INTO events (event_id, {_COLUMNS}, source, raw) VALUES ({placeholders})", rows
         )
+        inserted = cursor.rowcount  # executemany: the sum of rows inserted
         self._conn.executemany("INSERT OR IGNORE INTO event_fields (name) VALUES (?)", [(f,) for f in fields])
         self._conn.commit()
         self._known_fields = None
-        inserted = self._conn.total_changes - before - 0
-        inserted = min(inserted, len(rows))
         return inserted, len(rows) - inserted
 
     def insert_rows(self, rows: list[tuple[Any, ...]], fields: Iterable[str] = ()) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from socflow.errors import InputError
+from socflow.schemas import EvidenceRecord
 
 #: ECS-style columns the embedded backend indexes; remote backends map the same names to their fields.
 ECS_FIELDS: tuple[str, ...] = (
@@ -44,10 +45,15 @@ def stable_id(*parts: str) -> str:
     return digest[:32]
 
 
-def content_event_id(flat: dict[str, Any]) -> str:
+def canonical_json(flat: dict[str, Any]) -> str:
+    """Compact JSON with sorted keys: the stored form of a raw event, and the input of its id."""
+    return json.dumps(flat, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def content_event_id(flat: dict[str, Any], canonical: str | None = None) -> str:
     """The id of a normalized event: a hash of its canonical JSON (identical events get one id)."""
-    canonical = json.dumps(flat, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+    text = canonical if canonical is not None else canonical_json(flat)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 class EntityQuery(BaseModel):
@@ -130,6 +136,12 @@ class SiemEvent(BaseModel):
             "summary": self.summary(),
             "data": self.model_dump(mode="json"),
         }
+
+    def evidence_record(self, case_id: str) -> EvidenceRecord:
+        """The same payload as socflow's :class:`~socflow.schemas.EvidenceRecord` (without ``case_id``)."""
+        payload = self.to_evidence(case_id)
+        payload.pop("case_id")
+        return EvidenceRecord.model_validate(payload)
 
 
 class SkipReason(BaseModel):

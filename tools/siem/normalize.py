@@ -79,6 +79,13 @@ def _flatten_system(system: dict[str, Any], out: dict[str, Any]) -> None:
             _put(out, key, value)
 
 
+def _named_data(items: list[Any]) -> bool:
+    """``[{"#attributes": {"Name": "Image"}, "#text": "..."}, ...]`` (XML-to-JSON converters)."""
+    return bool(items) and all(
+        isinstance(i, dict) and isinstance(i.get(_ATTRS), dict) and "Name" in i[_ATTRS] for i in items
+    )
+
+
 def _flatten_data(data: Any, out: dict[str, Any]) -> None:
     """EventData/UserData: named fields by name; unnamed ``Data`` values under ``Data``."""
     data = _unwrap(data)
@@ -88,7 +95,10 @@ def _flatten_data(data: Any, out: dict[str, Any]) -> None:
         for key, value in data.items():
             if key == _ATTRS:
                 continue
-            if key == "Data" and isinstance(value, list | str | int):
+            if key == "Data" and isinstance(value, list) and _named_data(value):
+                for item in value:
+                    _put(out, str(item[_ATTRS]["Name"]).replace(" ", ""), item.get(_TEXT))
+            elif key == "Data" and isinstance(value, list | str | int):
                 _put(out, "Data", value)
             elif isinstance(value, dict) and _TEXT not in value:
                 _flatten_data(value, out)  # UserData: <Element xmlns=...><Field>..</Field></Element>

@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 from sigma.backends.sqlite import sqliteBackend
 from sigma.collection import SigmaCollection
-from sigma.conditions import ConditionValueExpression
+from sigma.conditions import ConditionOR, ConditionValueExpression
+from sigma.conversion.deferred import DeferredQueryExpression
 from sigma.conversion.state import ConversionState
 from sigma.exceptions import SigmaError
 from sigma.pipelines.common import windows_logsource_mapping
@@ -39,6 +40,7 @@ ROWID_COLUMN = "__rowid"
 _SECURITY_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "process_creation": {"Image": ("NewProcessName",), "ParentImage": ("ParentProcessName",)},
 }
+_OR_GROUP = 64
 _SAFE_FIELD = re.compile(r"^[A-Za-z0-9_.\-@ ]+$")
 
 
@@ -68,6 +70,24 @@ class _Backend(sqliteBackend):
 
     def convert_condition_val_num(self, cond: ConditionValueExpression, state: ConversionState) -> Any:
         return f"{RAW_COLUMN} LIKE '%{cond.value}%'"
+
+    def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
+        """As the base, but long OR chains are nested in groups: SQLite parses ``a OR b OR ...`` into a tree
+        as deep as the chain and refuses depth > 1000 (rules with a thousand values exist)."""
+        if len(cond.args) <= _OR_GROUP:
+            return super().convert_condition_or(cond, state)
+        converted = (
+            self.convert_condition(arg, state)
+            if self.compare_precedence(cond, arg)
+            else self.convert_condition_group(arg, state)
+            for arg in cond.args
+        )
+        items = [c for c in converted if c is not None and not isinstance(c, DeferredQueryExpression)]
+        if not items:
+            return self.empty_or_expression
+        while len(items) > _OR_GROUP:
+            items = [f"({' OR '.join(items[i : i + _OR_GROUP])})" for i in range(0, len(items), _OR_GROUP)]
+        return " OR ".join(items)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ EvidenceLabel = Annotated[str, Field(pattern=r"^E[0-9]{1,3}$")]
 
 class TriageState(TypedDict, total=False):
     case_id: int
+    reassess: bool
     evidence_ids: list[str]
     techniques: list[dict[str, Any]]
     assessment: dict[str, Any]

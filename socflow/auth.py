@@ -1,0 +1,62 @@
+"""Bearer tokens with a name and a role. Only a token's sha256 is stored; it is shown once.
+
+Roles: ``ingest`` (POST alerts), ``analyst`` (read, decide, assign), ``engineer`` (workflows, read),
+``admin`` (everything, tokens). The API acts as the token's name in audit events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from socflow.schemas import now_utc
+from socflow.tables import ApiToken
+
+TOKEN_PREFIX = "sf_"
+
+
+class Role(StrEnum):
+    ingest = "ingest"
+    analyst = "analyst"
+    engineer = "engineer"
+    admin = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+    token_id: int | None = None
+
+    def has(self, *roles: Role) -> bool:
+        return self.role is Role.admin or self.role in roles
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def authenticate(session: Session, raw: str, *, now: datetime | None = None) -> Principal | None:
+    """The principal of a valid, unexpired, unrevoked token; None otherwise."""
+    if not raw or len(raw) > 200:
+        return None
+    digest = hash_token(raw)
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    now = now or now_utc()
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    return Principal(name=row.name, role=Role(row.role), token_id=row.id)

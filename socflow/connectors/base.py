@@ -1,0 +1,241 @@
+"""What every pull connector shares: errors, the poll result, normalization before ingest, the run loop,
+and an HTTP client that authenticates without ever printing its credentials.
+
+    SocflowError
+    └── ConnectorError              a connector could not fetch (transport error, bad response)
+        └── ConnectorHTTPError        the remote answered with an HTTP error (``status_code``)
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from socflow.connectors.cursors import CursorStore, MemoryCursorStore
+from socflow.errors import InputError, SocflowError
+from socflow.normalize import to_generic
+
+log = logging.getLogger(__name__)
+
+MAX_PROBLEMS = 50
+MAX_BACKOFF_SECONDS = 300.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class ConnectorError(SocflowError):
+    code = "connector_error"
+
+
+class ConnectorHTTPError(ConnectorError):
+    code = "connector_http_error"
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class IngestReportLike(Protocol):
+    """What the ingest callback returns (``socflow.schemas.IngestReport`` fits)."""
+
+    @property
+    def accepted(self) -> int: ...
+
+    @property
+    def duplicates(self) -> int: ...
+
+    @property
+    def rejected(self) -> int: ...
+
+
+IngestFn = Callable[[list[dict[str, Any]]], IngestReportLike]
+
+
+@dataclass
+class PollResult:
+    """One poll: how many items came in and what ingest made of them; ``cursor`` as saved after it."""
+
+    fetched: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    cursor: dict[str, Any] | None = None
+    more: bool = False  # stopped at max_pages with a full last page: poll again without waiting
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, other: PollResult) -> None:
+        self.fetched += other.fetched
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.problems.extend(other.problems[: MAX_PROBLEMS - len(self.problems)])
+
+    def summary(self) -> str:
+        return (
+            f"fetched={self.fetched} accepted={self.accepted} duplicates={self.duplicates} "
+            f"rejected={self.rejected}"
+        )
+
+
+def submit(
+    items: Sequence[Mapping[str, Any]],
+    ingest: IngestFn,
+    *,
+    fmt: str,
+    field_map: Mapping[str, str] | None = None,
+    source: str | None = None,
+    labels: Sequence[str] | None = None,
+) -> PollResult:
+    """Normalize vendor items onto the generic format and hand them to ``ingest`` in one call.
+
+    An item that cannot be normalized is counted as rejected (with its reason in ``problems``); the rest
+    still go in. ``labels`` name the items in problems (default: ``item N``).
+    """
+    result = PollResult(fetched=len(items))
+    names = list(labels) if labels is not None else [f"item {i}" for i in range(len(items))]
+    alerts: list[dict[str, Any]] = []
+    sent: list[str] = []
+    for name, item in zip(names, items, strict=True):
+        try:
+            alerts.append(to_generic(dict(item), fmt=fmt, field_map=field_map, source=source))
+            sent.append(name)
+        except InputError as exc:
+            result.rejected += 1
+            result.problems.append(f"{name}: {exc}")
+    if alerts:
+        report = ingest(alerts)
+        result.accepted += report.accepted
+        result.duplicates += report.duplicates
+        result.rejected += report.rejected
+        for entry in getattr(report, "items", []) or []:
+            if getattr(entry, "status", None) == "rejected":
+                where = sent[entry.index] if 0 <= entry.index < len(sent) else f"item {entry.index}"
+                field_name = f"{entry.field}: " if getattr(entry, "field", None) else ""
+                result.problems.append(f"{where}: {field_name}{entry.reason}")
+    del result.problems[MAX_PROBLEMS:]
+    for problem in result.problems:
+        log.warning("rejected %s", problem)
+    return result
+
+
+class Connector:
+    """A source polled on an interval. Subclasses implement ``poll_once``."""
+
+    name: str = "connector"
+
+    def poll_once(self) -> PollResult:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release clients; the base holds none."""
+
+    def run(
+        self,
+        interval: float,
+        stop_event: threading.Event,
+        *,
+        on_poll: Callable[[PollResult], None] | None = None,
+        on_error: Callable[[ConnectorError], None] | None = None,
+    ) -> None:
+        """Poll until ``stop_event`` is set: ``interval`` seconds between polls, at once while more is
+        waiting, and an exponential backoff (capped at 5 minutes) after connector errors."""
+        failures = 0
+        while not stop_event.is_set():
+            try:
+                result = self.poll_once()
+            except ConnectorError as exc:
+                failures += 1
+                log.warning("%s: poll failed: %s", self.name, exc)
+                if on_error:
+                    on_error(exc)
+                delay = min(interval * 2 ** min(failures, 16), MAX_BACKOFF_SECONDS)
+            else:
+                failures = 0
+                if on_poll:
+                    on_poll(result)
+                delay = 0.0 if result.more else interval
+            stop_event.wait(delay)
+
+
+class HttpConnector(Connector):
+    """A pull connector over HTTP(S) with a persisted cursor."""
+
+    fmt = "generic"
+
+    def __init__(
+        self,
+        url: str,
+        ingest: IngestFn,
+        *,
+        name: str,
+        cursors: CursorStore | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        api_key: str | None = None,
+        bearer_token: str | None = None,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        source: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not url:
+            raise InputError("a URL is required", field="url")
+        self.url = url.rstrip("/")
+        self.ingest = ingest
+        self.name = name
+        self.cursors: CursorStore = cursors if cursors is not None else MemoryCursorStore()
+        self.source = source
+        self._secrets = [s for s in (password, api_key, bearer_token) if s]
+        if username:
+            self._secrets.append(base64.b64encode(f"{username}:{password or ''}".encode()).decode())
+        headers = {"Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"ApiKey {api_key}"
+        elif bearer_token:
+            headers["Authorization"] = f"Bearer {bearer_token}"
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        self._client = httpx.Client(
+            auth=auth, headers=headers, timeout=timeout, verify=verify, transport=transport
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpConnector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _display(self, url: str) -> str:
+        """``url`` without credentials or query, for messages."""
+        u = httpx.URL(url)
+        port = f":{u.port}" if u.port else ""
+        return f"{u.scheme}://{u.host}{port}{u.path}"
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _CONTROL.sub(" ", text)
+
+    def _post(self, path: str, **kwargs: Any) -> httpx.Response:
+        url = self.url + path
+        try:
+            response = self._client.post(url, **kwargs)
+        except httpx.HTTPError as exc:
+            why = f"{type(exc).__name__}: {self._redact(str(exc))}"
+            raise ConnectorError(f"{self.name}: POST {self._display(url)} failed: {why}") from None
+        if response.status_code >= 400:
+            excerpt = self._redact(response.text[:300]).strip()
+            raise ConnectorHTTPError(
+                f"{self.name}: HTTP {response.status_code} {response.reason_phrase} from POST "
+                f"{self._display(url)}" + (f": {excerpt}" if excerpt else ""),
+                status_code=response.status_code,
+            )
+        return response
