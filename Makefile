@@ -36,7 +36,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pip check
+	bash scripts/pip_check.sh $(BIN)/pip
 
 format: install
 	$(BIN)/ruff format .

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from socflow import __version__, migrate, wiring
+from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
 from socflow.decisions import AmbiguousDecision, Decision, submit_decision
@@ -38,6 +39,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(cases_app, name="cases")
 app.add_typer(workflow_app, name="workflow", help="Graph workflows: list, graph, run, new.")
 app.add_typer(model_app, name="model", help="The model runtime: prepare, info, try.")
+app.add_typer(token_app, name="token", help="API tokens: create, list, revoke.")
+app.add_typer(runs_app, name="runs", help="Workflow runs: list, process queued runs in this process.")
+app.command()(serve)
 for _name, _group, _help in wiring.cli_groups():
     app.add_typer(_group, name=_name, help=_help)
 
@@ -134,7 +138,7 @@ def ingest(
     Exits 1 when any item was rejected.
     """
     settings = _settings()
-    service = IngestService(_factory(settings))
+    service = IngestService(_factory(settings), **wiring.ingest_options(settings))
     if str(file) == "-":
         report = service.ingest_text(sys.stdin.read(), actor=actor)
     else:
@@ -172,6 +176,11 @@ def ingest(
         f"{report.accepted} accepted, {report.duplicates} duplicate, {report.rejected} rejected",
         highlight=False,
     )
+    if report.runs_queued:
+        console.print(
+            f"{len(report.runs_queued)} triage runs queued: a worker advances them, or run `socflow runs process`",
+            highlight=False,
+        )
     if report.rejected:
         raise typer.Exit(1)
 
@@ -318,18 +327,17 @@ def demo(
     settings = _settings()
     migrate.upgrade(settings.database.url)
     factory = _factory(settings)
-    new_cases: list[int] = []
-    service = IngestService(factory, on_case_created=new_cases.append)
+    service = IngestService(factory, **wiring.ingest_options(settings))
     text = (SAMPLES / "alerts.ndjson").read_text(encoding="utf-8")
     report = service.ingest_text(text, actor="demo")
     console.print(f"sample alerts: {report.accepted} new, {report.duplicates} already ingested")
-    if triage and new_cases:
+    if triage and report.runs_queued:
         if settings.model.backend == "transformers" and settings.model.name == "smollm2":
             from socflow.model.prepare import prepare_smollm2
 
             prepare_smollm2(settings.model.cache_dir)
         runner = wiring.build_runner(settings, deps=wiring.build_deps(settings, factory=factory))
-        run_ids = [runner.start("alert_triage", case_id=c, actor="demo") for c in new_cases]
+        run_ids = list(dict.fromkeys([*report.runs_queued, *runner.runnable()]))
         with Progress(
             TextColumn("triage"),
             BarColumn(),

@@ -43,6 +43,11 @@ err = Console(stderr=True, soft_wrap=True)
 ENV = "SOCFLOW_CONNECTOR__"
 
 
+@app.callback()
+def _group() -> None:
+    """Pull connectors: Elastic Security alerts, Splunk ES notables, a drop folder."""
+
+
 class Kind(StrEnum):
     elastic = "elastic"
     splunk = "splunk"
@@ -117,6 +122,10 @@ def run(
     source: Annotated[
         str, typer.Option(help="Override the alerts' source name.", envvar=ENV + "SOURCE")
     ] = "",
+    settle: Annotated[
+        float,
+        typer.Option(min=0, help="Folder: skip files modified this recently (s).", envvar=ENV + "SETTLE"),
+    ] = 2.0,
 ) -> None:
     """Run a connector: poll, normalize, ingest, print per-poll counts (Ctrl-C stops it cleanly)."""
     if fmt != "auto" and fmt not in FORMATS:
@@ -134,7 +143,12 @@ def run(
             if path is None:
                 raise typer.BadParameter("the folder connector needs --path", param_hint="--path")
             connector = FolderWatcher(
-                path, ingest, fmt=fmt, field_map=_field_map(field_map), source=source or None
+                path,
+                ingest,
+                fmt=fmt,
+                field_map=_field_map(field_map),
+                source=source or None,
+                settle_seconds=settle,
             )
         else:
             common: dict[str, Any] = {

@@ -44,6 +44,12 @@ class DecisionNotAllowed(InputError):
     code = "decision_not_allowed"
 
 
+class StaleDraft(ConflictError):
+    """New alerts joined the case after the draft was written; a re-assessment is on its way."""
+
+    code = "stale_draft"
+
+
 def pending_run(runner: Runner, case_id: int, run_id: str | None = None) -> WorkflowRun:
     runs = runner.pending_runs(case_id)
     if run_id is not None:

@@ -39,7 +39,7 @@ import copy
 import ipaddress
 import ntpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -607,3 +607,19 @@ def to_generic(
             "the custom format needs a field_map (generic field -> dotted path)", field="field_map"
         )
     return _custom(item, field_map, source)
+
+
+def make_normalizer(
+    *, fmt: str = "auto", field_map: Mapping[str, str] | None = None, source: str | None = None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``to_generic`` with its options bound: the ``normalizer`` hook of ``IngestService``."""
+    if fmt != "auto" and fmt not in FORMATS:
+        raise InputError(
+            f"unknown format {fmt!r}; expected auto or one of {', '.join(FORMATS)}", field="format"
+        )
+    options = dict(field_map) if field_map else None
+
+    def normalize(item: dict[str, Any]) -> dict[str, Any]:
+        return to_generic(item, fmt=fmt, field_map=options, source=source)
+
+    return normalize

@@ -5,12 +5,14 @@ Read once through ``get_settings()`` (cached) and passed explicitly into factori
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from socflow.errors import ConfigError
 
@@ -72,7 +74,16 @@ class WorkerSettings(_Group):
 
 
 class WorkflowSettings(_Group):
-    paths: list[Path] = Field(default_factory=list)
+    paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        """A JSON list, or paths separated by the OS path separator (``:`` on Linux)."""
+        if isinstance(value, str):
+            value = value.strip()
+            return json.loads(value) if value.startswith("[") else [p for p in value.split(os.pathsep) if p]
+        return value
 
 
 class IngestSettings(_Group):

@@ -543,6 +543,61 @@ class CaseStore:
             action, actor=actor, entity_type="run", entity_id=run_id, case_id=case_id, data=data
         )
 
+    @mutation("alert.moved")
+    def move_alert(self, alert_id: int, case_id: int, *, actor: str) -> Alert:
+        """Move an alert (and its observables) to another case."""
+        alert = self.get_alert(alert_id)
+        target = self.get_case(case_id)
+        source_case = alert.case_id
+        if source_case == target.id:
+            raise ConflictError(f"alert {alert_id} is already in case {case_id}")
+        alert.case_id = target.id
+        alert.grouping_reason = f"moved from case {source_case} by {actor}"
+        for obs in self.session.scalars(select(Observable).where(Observable.alert_id == alert_id)):
+            obs.case_id = target.id
+        if Severity(alert.severity).rank > Severity(target.severity).rank:
+            target.severity = alert.severity
+        target.updated_at = self.clock()
+        self._audit(
+            "alert.moved",
+            actor=actor,
+            entity_type="alert",
+            entity_id=alert_id,
+            case_id=target.id,
+            data={"from_case": source_case, "to_case": target.id},
+        )
+        return alert
+
+    @mutation("case.merged")
+    def merge_cases(self, case_id: int, into: int, *, actor: str) -> Case:
+        """Move every alert of ``case_id`` into ``into`` and close ``case_id`` as merged."""
+        source_case = self.get_case(case_id)
+        target = self.get_case(into)
+        if source_case.id == target.id:
+            raise ConflictError("a case cannot be merged into itself")
+        moved = 0
+        for alert in self.list_alerts(case_id=case_id, limit=1_000_000):
+            alert.case_id = target.id
+            alert.grouping_reason = f"merged from case {case_id} by {actor}"
+            moved += 1
+        for obs in self.session.scalars(select(Observable).where(Observable.case_id == case_id)):
+            obs.case_id = target.id
+        if Severity(source_case.severity).rank > Severity(target.severity).rank:
+            target.severity = source_case.severity
+        now = self.clock()
+        source_case.status = CaseStatus.closed.value
+        source_case.closed_at = now
+        source_case.updated_at = target.updated_at = now
+        self._audit(
+            "case.merged",
+            actor=actor,
+            entity_type="case",
+            entity_id=case_id,
+            case_id=target.id,
+            data={"from_case": case_id, "into": target.id, "alerts_moved": moved},
+        )
+        return target
+
     @mutation("token.created")
     def create_token(
         self,

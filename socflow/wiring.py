@@ -6,6 +6,8 @@ and exposes the tools' command-line groups to the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,15 @@ import typer
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow.db import make_engine, session_factory
+from socflow.dispatch import Dispatcher, ThreadDispatcher
 from socflow.errors import ConfigError
+from socflow.grouping import KeyGrouper
 from socflow.model.base import ModelClient
 from socflow.model.factory import build_model_client
 from socflow.model.recorder import ModelCallRecorder
 from socflow.policy import Policy
 from socflow.registry import WorkflowRegistry, discover
-from socflow.runner import Runner
+from socflow.runner import Runner, RunQueue
 from socflow.schemas import now_utc
 from socflow.sdk import Deps
 from socflow.settings import Settings, SiemSettings
@@ -82,6 +86,25 @@ def build_deps(
         policy=Policy.load(settings.policy.file),
         clock=now_utc,
     )
+
+
+def ingest_options(settings: Settings, registry: WorkflowRegistry | None = None) -> dict[str, Any]:
+    """How every door ingests: storm grouping from settings, one queued alert_triage run per new case."""
+    registry = registry or build_registry(settings)
+    return {
+        "grouper": KeyGrouper(settings.grouping.key_fields, settings.grouping.window_seconds),
+        "queue": RunQueue(registry),
+        "reassess_window": timedelta(seconds=settings.grouping.window_seconds),
+    }
+
+
+def build_dispatcher(settings: Settings, runner: Callable[[], Runner]) -> Dispatcher:
+    """Celery when a broker is configured; otherwise a background thread in this process."""
+    if settings.broker.url:
+        from workers.dispatch import CeleryDispatcher
+
+        return CeleryDispatcher(settings)
+    return ThreadDispatcher(runner)
 
 
 def build_runner(

@@ -1,7 +1,8 @@
 """Pull connectors: Elastic Security alerts, Splunk ES notables, and a drop folder.
 
 Each normalizes what it fetches onto the generic alert format (``socflow.normalize``) and hands it to an
-ingest callback (the lead wires ``IngestService``); the pulled ones keep a cursor in ``connector_cursors``.
+ingest callback (``socflow connector`` wires ``IngestService``); pulled ones keep a cursor in
+``connector_cursors``.
 """
 
 from socflow.connectors.base import (

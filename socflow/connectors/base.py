@@ -100,24 +100,26 @@ def submit(
     result = PollResult(fetched=len(items))
     names = list(labels) if labels is not None else [f"item {i}" for i in range(len(items))]
     alerts: list[dict[str, Any]] = []
-    sent: list[str] = []
-    for name, item in zip(names, items, strict=True):
+    sent: list[int] = []  # position in ``items`` of each alert handed to ingest
+    problems: dict[int, str] = {}
+    for position, item in enumerate(items):
         try:
             alerts.append(to_generic(dict(item), fmt=fmt, field_map=field_map, source=source))
-            sent.append(name)
+            sent.append(position)
         except InputError as exc:
             result.rejected += 1
-            result.problems.append(f"{name}: {exc}")
+            problems[position] = f"{names[position]}: {exc}"
     if alerts:
         report = ingest(alerts)
         result.accepted += report.accepted
         result.duplicates += report.duplicates
         result.rejected += report.rejected
-        for entry in getattr(report, "items", []) or []:
-            if getattr(entry, "status", None) == "rejected":
-                where = sent[entry.index] if 0 <= entry.index < len(sent) else f"item {entry.index}"
+        for entry in getattr(report, "items", None) or []:
+            if getattr(entry, "status", None) == "rejected" and 0 <= entry.index < len(sent):
+                position = sent[entry.index]
                 field_name = f"{entry.field}: " if getattr(entry, "field", None) else ""
-                result.problems.append(f"{where}: {field_name}{entry.reason}")
+                problems[position] = f"{names[position]}: {field_name}{entry.reason}"
+    result.problems = [problems[k] for k in sorted(problems)]
     del result.problems[MAX_PROBLEMS:]
     for problem in result.problems:
         log.warning("rejected %s", problem)

@@ -27,7 +27,16 @@ def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | No
         # An empty script: every call fails loudly. Tests build their own ScriptedModel with rules.
         return ScriptedModel([], recorder=recorder)
     if settings.backend == "endpoint":
-        raise ModelUnavailable("the endpoint backend is not implemented yet (model runtime part 2)")
+        from socflow.model.endpoint import EndpointModel
+
+        return EndpointModel(
+            settings.endpoint_url,
+            settings.name,
+            timeout_seconds=settings.timeout_seconds,
+            max_new_tokens=settings.max_new_tokens,
+            max_retries=int(getattr(settings, "max_retries", 2)),
+            recorder=recorder,
+        )
     if settings.backend == "none":
         raise ModelUnavailable("no model backend configured (SOCFLOW_MODEL__BACKEND=none)")
     raise ConfigError(f"unknown model backend {settings.backend!r}")

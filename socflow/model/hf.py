@@ -7,6 +7,10 @@ bounded new tokens. Structured output and ``choose`` use xgrammar constrained de
 whitespace) with the token budget computed from the bounded schema; ``score_labels`` is the perplexity
 classifier (mean token log-likelihood of each label after the prompt, softmax-normalized).
 
+``batching=True`` sends generation and scoring through one ``socflow.model.batching.BatchingEngine`` per
+client, so threads that share the client (a worker running several graph runs at once) share forward passes;
+outputs are the same as one at a time.
+
 torch, transformers and xgrammar are imported inside the methods that need them, never at module import:
 a process that loads torch before it forks deadlocks the child.
 """
@@ -79,6 +83,9 @@ class TransformersModel:
         recorder: ModelCallRecorder | None = None,
         constrained: bool = True,
         repetition_penalty: float = REPETITION_PENALTY,
+        batching: bool = False,
+        batch_max_size: int = 8,
+        batch_wait_ms: float = 20.0,
     ) -> None:
         self.name = str(name)
         self.cache_dir = Path(cache_dir).expanduser()
@@ -92,6 +99,53 @@ class TransformersModel:
         self._loaded: _Loaded | None = None
         self._compiler: Any = None
         self._grammars: dict[str, Any] = {}
+        self.batching = batching
+        self.batch_max_size = batch_max_size
+        self.batch_wait_ms = batch_wait_ms
+        self._engine: Any = None
+
+    @classmethod
+    def from_loaded(
+        cls, model: Any, tokenizer: Any, *, name: str, revision: str | None = None, **kwargs: Any
+    ) -> TransformersModel:
+        """A client over a model and tokenizer already in memory (benchmarks, GPU checks); nothing loads."""
+        client = cls(name, **kwargs)
+        device = str(next(model.parameters()).device.type)
+        gen = model.generation_config
+        eos = gen.eos_token_id if gen.eos_token_id is not None else tokenizer.eos_token_id
+        eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+        pad: int | None = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else None
+        if pad is None and eos_ids:
+            pad = eos_ids[0]
+        context = getattr(model.config, "max_position_embeddings", None)
+        model.eval()
+        client._loaded = _Loaded(model, tokenizer, device, revision, context, eos_ids, pad)
+        return client
+
+    def batcher(self) -> Any:
+        """The ``BatchingEngine`` shared by this client's concurrent calls (made on first use)."""
+        with self._lock:
+            if self._engine is None:
+                from socflow.model.batching import BatchingEngine
+
+                loaded = self.load()
+                self._engine = BatchingEngine(
+                    loaded.model,
+                    device=loaded.device,
+                    eos_ids=loaded.eos_ids,
+                    pad_id=loaded.pad_id,
+                    repetition_penalty=self.repetition_penalty,
+                    max_batch_size=self.batch_max_size,
+                    max_wait_ms=self.batch_wait_ms,
+                )
+            return self._engine
+
+    def close(self) -> None:
+        """Stop the batching engine's thread, if one runs (the model stays loaded)."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
     @property
     def model_id(self) -> str:
@@ -233,17 +287,20 @@ class TransformersModel:
             eos_token_id=loaded.eos_ids,
             pad_token_id=loaded.pad_id,
         )
-        processors = [_grammar_processor(grammar)] if grammar is not None else []
-        with self._lock, torch.inference_mode():
-            out = loaded.model.generate(
-                input_ids=enc["input_ids"].to(loaded.device),
-                attention_mask=enc["attention_mask"].to(loaded.device),
-                generation_config=config,
-                logits_processor=processors,
-            )
-        new = out[0][n_prompt:]
-        rec.completion_tokens += int(new.shape[0])
-        n_new = int(new.shape[0])
+        if self.batching:
+            new = self.batcher().generate(enc["input_ids"][0].tolist(), max_new, grammar)
+        else:
+            processors = [_grammar_processor(grammar)] if grammar is not None else []
+            with self._lock, torch.inference_mode():
+                out = loaded.model.generate(
+                    input_ids=enc["input_ids"].to(loaded.device),
+                    attention_mask=enc["attention_mask"].to(loaded.device),
+                    generation_config=config,
+                    logits_processor=processors,
+                )
+            new = out[0][n_prompt:].tolist()
+        rec.completion_tokens += len(new)
+        n_new = len(new)
         while n_new and int(new[n_new - 1]) in loaded.eos_ids:
             n_new -= 1
         return str(loaded.tokenizer.decode(new[:n_new], skip_special_tokens=True))
@@ -383,6 +440,8 @@ class TransformersModel:
         loaded = self.load()
         if any(not ids for ids in label_ids):
             raise ModelError("a label tokenizes to nothing")
+        if self.batching:
+            return list(self.batcher().label_logprobs(prompt_ids, label_ids))
         seqs = [prompt_ids + ids for ids in label_ids]
         width = max(len(s) for s in seqs)
         pad = loaded.pad_id if loaded.pad_id is not None else 0

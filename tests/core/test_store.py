@@ -69,6 +69,14 @@ SCENARIOS: dict[str, tuple[Callable[[CaseStore], Any], Callable[[CaseStore, Any]
             cid, [TechniqueRecord(technique_id="T1059.001", name="PowerShell", source="rule_tag")], actor="t"
         ),
     ),
+    "move_alert": (
+        lambda s: (s.add_alert(_alert(), dedup_key="a-1", case_id=_case(s), actor="t").id, _case(s)),
+        lambda s, ids: s.move_alert(ids[0], ids[1], actor="ana"),
+    ),
+    "merge_cases": (
+        lambda s: (_case(s), _case(s)),
+        lambda s, ids: s.merge_cases(ids[0], ids[1], actor="ana"),
+    ),
     "create_token": (
         lambda s: None,
         lambda s, _: s.create_token(

@@ -12,6 +12,7 @@ from socflow.errors import InputError
 from socflow.normalize import (
     detect_format,
     get_path,
+    make_normalizer,
     risk_score_severity,
     to_generic,
     to_iso,
@@ -141,7 +142,11 @@ def test_elastic_risk_score_ranges(score: Any, expected: str) -> None:
 
 
 def test_elastic_severity_word_beats_risk_score() -> None:
-    doc = {"kibana.alert.uuid": "u", "kibana.alert.rule.name": "R", "kibana.alert.severity": "low"}
+    doc: dict[str, Any] = {
+        "kibana.alert.uuid": "u",
+        "kibana.alert.rule.name": "R",
+        "kibana.alert.severity": "low",
+    }
     doc["kibana.alert.risk_score"] = 99
     assert to_generic(doc)["severity"] == "low"
 
@@ -329,3 +334,21 @@ def test_long_vendor_text_is_bounded_not_refused() -> None:
     alert = validated(item)
     assert len(alert.title) == 500
     assert alert.description is not None and alert.description.endswith("[truncated]")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.iterdir()))
+def test_normalizing_twice_changes_nothing(name: str) -> None:
+    """Connectors normalize and the ingest service's normalizer runs again: the second pass is a no-op."""
+    try:
+        docs = load(name)
+    except json.JSONDecodeError:  # wazuh_alerts.json is one alert per line, as Wazuh writes it
+        docs = load_ndjson(name)
+    for doc in docs if isinstance(docs, list) else [docs]:
+        once = to_generic(doc, field_map=FIELD_MAP, source="s")
+        assert to_generic(once, field_map=FIELD_MAP) == once
+        assert make_normalizer(field_map=FIELD_MAP, source="s")(doc) == once
+
+
+def test_make_normalizer_refuses_an_unknown_format() -> None:
+    with pytest.raises(InputError):
+        make_normalizer(fmt="qradar")

@@ -16,7 +16,7 @@ from socflow import registry as registry_module
 from socflow.registry import WorkflowLoadError, discover
 
 SPEC_MODULE = textwrap.dedent(
-    '''
+    """
     from langgraph.graph import END, START, StateGraph
     from typing_extensions import TypedDict
 
@@ -40,8 +40,8 @@ SPEC_MODULE = textwrap.dedent(
         return g
 
 
-    SPEC = WorkflowSpec(name="NAME", version="1.0.0", description="plugin NAME", build=build, needs_case=False)
-    '''
+    SPEC = WorkflowSpec(name="NAME", version="1.0.0", description="NAME", build=build, needs_case=False)
+    """
 )
 
 
@@ -90,10 +90,14 @@ def test_entry_point_plugin_is_discovered_and_a_broken_one_skipped_with_a_log_li
     assert registry.origins["plugin_flow"].startswith("entry point plugin_flow")
     assert "broken_flow" not in registry.names()
     assert [o for o, _ in registry.skipped] == ["entry point broken_flow (sfx_broken_plugin:SPEC)"]
-    assert any("broken_flow" in r.getMessage() and "plugin import exploded" in r.getMessage() for r in caplog.records)
+    assert any(
+        "broken_flow" in r.getMessage() and "plugin import exploded" in r.getMessage() for r in caplog.records
+    )
 
 
-def test_workflow_list_in_a_new_process_shows_the_plugin_and_the_skipped_one(site: Path, tmp_path: Path) -> None:
+def test_workflow_list_in_a_new_process_shows_the_plugin_and_the_skipped_one(
+    site: Path, tmp_path: Path
+) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-m", "socflow", "workflow", "list"],

@@ -143,6 +143,7 @@ def test_alert_raw_stays_under_the_ingest_limit() -> None:
             backend=BackendKind.EMBEDDED,
             event_id=f"{i:032x}",
             host="h",
+            timestamp="2025-01-01T00:00:00.000000Z",
             raw={"ScriptBlockText": "x" * 60_000},
         )
         for i in range(40)

@@ -118,7 +118,8 @@ def report_body(h: WorkflowHarness, case_id: int) -> tuple[str, str]:
         return store.get_current_revision(note).body, note.status
 
 
-def test_cookbook_incident_yields_validated_techniques_grouped_by_tactic(harness: WorkflowHarness) -> None:
+def test_cookbook_incident_yields_validated_techniques_grouped_by_tactic(db_url: str, tmp_path: Path) -> None:
+    harness = WorkflowHarness.create(tmp_path, model=ScriptedModel(rules()), db_url=db_url)  # SQLite + PG
     case_id = harness.cases.case(*INCIDENT, title="Credential theft on WS123")
     paused = harness.run_to_interrupt("incident_report", case_id=case_id)
     state = harness.state(paused.run_id)

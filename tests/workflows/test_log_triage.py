@@ -4,9 +4,6 @@ threshold (scripted scorer), then end to end with the tiny in-process transforme
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +16,12 @@ from socflow.tables import ModelCall
 from socflow.testing import ScriptedModel, ScriptRule, WorkflowHarness
 
 BENIGN = [
-    "Apr  9 10:01:22 web01 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/apt update",
-    "Apr  9 10:02:10 web01 sudo:      bob : TTY=pts/1 ; PWD=/srv ; USER=root ; COMMAND=/bin/systemctl restart nginx",
-    "Apr  9 10:03:44 web01 sudo: pam_unix(sudo:session): session opened for user root(uid=0) by alice(uid=1000)",
+    "Apr  9 10:01:22 web01 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; "
+    "COMMAND=/usr/bin/apt update",
+    "Apr  9 10:02:10 web01 sudo:      bob : TTY=pts/1 ; PWD=/srv ; USER=root ; "
+    "COMMAND=/bin/systemctl restart nginx",
+    "Apr  9 10:03:44 web01 sudo: pam_unix(sudo:session): session opened for user root(uid=0) "
+    "by alice(uid=1000)",
     "Apr  9 10:04:02 web01 sudo: pam_unix(sudo:session): session closed for user root",
 ]
 MALICIOUS = [
@@ -51,7 +51,9 @@ def test_planted_malicious_lines_rank_above_benign_sudo_and_open_a_case(tmp_path
     state = h.state(done.run_id)
     ranked = [r["line"] for r in state["ranked"]]
     assert ranked[:3] == MALICIOUS and set(ranked[3:]) == set(BENIGN)
-    assert [r["score"] for r in state["ranked"]] == sorted((r["score"] for r in state["ranked"]), reverse=True)
+    assert [r["score"] for r in state["ranked"]] == sorted(
+        (r["score"] for r in state["ranked"]), reverse=True
+    )
     assert state["flagged"] == [LINES.index(line) for line in MALICIOUS]
     case_id = state["case_id"]
     with h.store() as store:
@@ -83,20 +85,40 @@ def test_input_is_validated(tmp_path: Path) -> None:
         h.run("log_triage", data={"lines": ["x"], "threshold": 2})
 
 
-def test_cli_run_with_a_text_file(sqlite_url: str, tmp_path: Path) -> None:
-    """``socflow workflow run log_triage --input FILE`` in a new process; bad input exits 2 with one line."""
+def test_cli_run_with_a_text_file(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``socflow workflow run log_triage --input FILE``: a text file of lines, then bad input and no model."""
+    from typer.testing import CliRunner
+
+    from socflow import wiring
+    from socflow.cli import app
+
     logs = tmp_path / "auth.log"
     logs.write_text("\n".join(LINES) + "\n", encoding="utf-8")
-    env = {**os.environ, "SOCFLOW_DATABASE__URL": sqlite_url, "SOCFLOW_MODEL__BACKEND": "none"}
-    cmd = [sys.executable, "-m", "socflow", "workflow", "run", "log_triage"]
-    out = subprocess.run([*cmd, "--input", str(logs)], capture_output=True, text=True, env=env, timeout=120)
-    # no model configured: the run fails loudly with the reason (scoring needs a model)
-    assert out.returncode == 1 and "config_error" in out.stderr, out.stderr
+    monkeypatch.setenv("SOCFLOW_DATABASE__URL", sqlite_url)
+    monkeypatch.setenv("SOCFLOW_MODEL__BACKEND", "none")
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner()
+    cmd = ["workflow", "run", "log_triage", "--input"]
+
+    no_model = cli.invoke(app, [*cmd, str(logs)])  # scoring needs a model: the run fails with the reason
+    assert no_model.exit_code == 1 and "config_error" in no_model.stderr, no_model.output
+
+    real_build_deps = wiring.build_deps
+    monkeypatch.setattr(
+        wiring, "build_deps", lambda s, **kw: real_build_deps(s, **kw | {"model": scripted()})
+    )
+    done = cli.invoke(app, [*cmd, str(logs)])
+    assert done.exit_code == 0, done.output
+    assert "completed" in done.stdout
+    out = json.loads(done.stdout[done.stdout.index("{") :])
+    assert out["case_id"] >= 1 and out["flagged"] == [1, 3, 5]
+    assert [r["line"] for r in out["ranked"][:3]] == MALICIOUS
+
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"lines": ["x"], "threshold": 7}), encoding="utf-8")
-    out = subprocess.run([*cmd, "--input", str(bad)], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 2 and "threshold" in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    refused = cli.invoke(app, [*cmd, str(bad)])
+    assert refused.exit_code == 2 and "threshold" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
 
 # -- the tiny in-process model ------------------------------------------------------------------------
@@ -115,7 +137,9 @@ def test_runs_end_to_end_with_the_tiny_in_process_model(tiny_llama: Path, tmp_pa
     from socflow.model.recorder import ModelCallRecorder
     from socflow.settings import ModelSettings
 
-    model = build_model_client(ModelSettings(backend="transformers", name=str(tiny_llama), device="cpu"), None)
+    model = build_model_client(
+        ModelSettings(backend="transformers", name=str(tiny_llama), device="cpu"), None
+    )
     h = WorkflowHarness.create(tmp_path, model=model)  # the harness gives the model its audit recorder
     assert isinstance(model.recorder, ModelCallRecorder)  # type: ignore[attr-defined]
     done = h.run("log_triage", data={"lines": LINES, "threshold": 0.0}, expect=RunStatus.completed)

@@ -12,8 +12,8 @@ from tools.notes import EvidenceItem, RecordedAction, ValidatedTechnique
 from tools.notes.render import SECTION_TITLES, evidence_labels, render_actions, render_techniques
 
 FALLBACK_BANNER = (
-    "> **PARTLY FALLBACK**: a model-written part failed the evidence checks twice and was replaced by text "
-    "built from the evidence alone. Review and complete it by hand."
+    "> **PARTLY FALLBACK**: a part the model writes was built from the evidence alone instead (no model is "
+    "configured, or its answers failed the evidence checks twice). Review and complete it by hand."
 )
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!|#])")
 

@@ -1,0 +1,78 @@
+"""Request dependencies: the app's services and bearer-token authentication with roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session, sessionmaker
+
+from socflow.auth import Principal, Role, authenticate
+from socflow.dispatch import Dispatcher
+from socflow.ingest import IngestService
+from socflow.registry import WorkflowRegistry
+from socflow.runner import Runner
+from socflow.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    factory: sessionmaker[Session]
+    registry: WorkflowRegistry
+    ingest: IngestService
+    dispatcher: Dispatcher
+    runner_factory: Callable[[], Runner]
+    _runner: Runner | None = None
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = self.runner_factory()
+        return self._runner
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def db(request: Request) -> Iterator[Session]:
+    with services(request).factory() as session:
+        yield session
+
+
+def principal(request: Request) -> Principal:
+    """The caller: a bearer token, or the web UI's signed session. 401 when neither is valid."""
+    header = request.headers.get("authorization", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() == "bearer" and raw:
+        with services(request).factory() as session, session.begin():
+            found = authenticate(session, raw.strip())
+        if found is not None:
+            return found
+    session_principal = getattr(request.state, "session_principal", None)
+    if isinstance(session_principal, Principal):
+        return session_principal
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "a valid bearer token is required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def allow(*roles: Role) -> Any:
+    """A route dependency admitting these roles (admin always). Its ``allowed_roles`` drive the role tests."""
+
+    def check(who: Principal = Depends(principal)) -> Principal:
+        if not who.has(*roles):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {who.role} may not do this")
+        return who
+
+    check.allowed_roles = frozenset(roles) | {Role.admin}  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+def actor(who: Principal) -> str:
+    return f"api:{who.name}"

@@ -1,0 +1,134 @@
+"""``/api/v1/alerts``: push alerts in (one object, an array, or NDJSON) and read them back."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from socflow.api.deps import Services, actor, allow, db, services
+from socflow.api.models import AlertDetail, AlertOut, IngestResult, Page
+from socflow.auth import Principal, Role
+from socflow.ingest import ParsedItem, parse_ndjson
+from socflow.store import CaseStore
+from socflow.tables import Alert
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}
+            },
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def _too_large(what: str, limit: int) -> HTTPException:
+    return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{what} over the limit of {limit}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large("body size (bytes)", limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large("body size (bytes)", limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _items(body: bytes, content_type: str) -> list[ParsedItem]:
+    text = body.decode("utf-8", errors="replace")
+    if "ndjson" in content_type or "jsonlines" in content_type:
+        return list(parse_ndjson(text.splitlines()))
+    try:
+        doc: Any = json.loads(text)
+    except json.JSONDecodeError:
+        return list(parse_ndjson(text.splitlines()))  # NDJSON sent as application/json
+    docs = doc if isinstance(doc, list) else [doc]
+    return [ParsedItem(index=i, line=None, data=d) for i, d in enumerate(docs)]
+
+
+@router.post(
+    "",
+    response_model=IngestResult,
+    openapi_extra=INGEST_BODY,
+    responses={
+        207: {"model": IngestResult},
+        413: {"description": "over a limit"},
+        422: {"model": IngestResult},
+    },
+)
+async def post_alerts(
+    request: Request,
+    response: Response,
+    who: Principal = allow(Role.ingest),
+    svc: Services = Depends(services),
+) -> IngestResult:
+    """Ingest alerts in the generic format. 200: all accepted or duplicate; 207: mixed; 422: all rejected."""
+    limits = svc.settings.ingest
+    body = await _read_body(request, limits.max_body_bytes)
+    items = _items(body, request.headers.get("content-type", ""))
+    if len(items) > limits.max_batch_items:
+        raise _too_large("batch size (items)", limits.max_batch_items)
+    if not items:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no alerts in the body")
+    from starlette.concurrency import run_in_threadpool
+
+    report = await run_in_threadpool(svc.ingest.ingest, items, actor=actor(who))
+    for run_id in report.runs_queued:
+        svc.dispatcher.submit(run_id)
+    if report.rejected == len(report.items):
+        response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    elif report.rejected:
+        response.status_code = status.HTTP_207_MULTI_STATUS
+    return IngestResult(
+        accepted=report.accepted,
+        duplicates=report.duplicates,
+        rejected=report.rejected,
+        runs_queued=len(report.runs_queued),
+        items=report.items,
+    )
+
+
+@router.get("", response_model=Page[AlertOut])
+def list_alerts(
+    case_id: Annotated[int | None, Query(ge=1)] = None,
+    source: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    _: Principal = allow(Role.analyst, Role.engineer),
+    session: Session = Depends(db),
+) -> Page[AlertOut]:
+    stmt = select(Alert)
+    count = select(func.count(Alert.id))
+    if case_id is not None:
+        stmt, count = stmt.where(Alert.case_id == case_id), count.where(Alert.case_id == case_id)
+    if source is not None:
+        stmt, count = stmt.where(Alert.source == source), count.where(Alert.source == source)
+    rows = session.scalars(stmt.order_by(Alert.id).limit(limit).offset(offset))
+    return Page[AlertOut](
+        total=int(session.scalar(count) or 0),
+        limit=limit,
+        offset=offset,
+        items=[AlertOut.model_validate(r) for r in rows],
+    )
+
+
+@router.get("/{alert_id}", response_model=AlertDetail)
+def get_alert(
+    alert_id: int, _: Principal = allow(Role.analyst, Role.engineer), session: Session = Depends(db)
+) -> AlertDetail:
+    return AlertDetail.model_validate(CaseStore(session).get_alert(alert_id))

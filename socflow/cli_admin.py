@@ -1,0 +1,151 @@
+"""``socflow serve``, ``socflow token ...`` and ``socflow runs ...``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from socflow import wiring
+from socflow.auth import Role, hash_token, new_token
+from socflow.db import make_engine, session_factory
+from socflow.errors import NotFoundError
+from socflow.runner import RunStatus
+from socflow.schemas import now_utc
+from socflow.settings import get_settings
+from socflow.store import CaseStore
+from socflow.tables import WorkflowRun
+
+token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
+runs_app = typer.Typer(help="Workflow runs.", no_args_is_help=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default SOCFLOW_API__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default SOCFLOW_API__PORT).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs) and the analyst web UI."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "socflow.api:create_app",
+        factory=True,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        workers=workers,
+        proxy_headers=True,
+    )
+
+
+def _factory():  # type: ignore[no-untyped-def]
+    return session_factory(make_engine(get_settings().database.url))
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", help="The person or system using the token.")],
+    role: Annotated[Role, typer.Option("--role", help="ingest, analyst, engineer or admin.")],
+    expires: Annotated[
+        int | None, typer.Option("--expires", min=1, max=3650, help="Days until it expires.")
+    ] = None,
+) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    raw = new_token()
+    with _factory()() as session, session.begin():
+        row = CaseStore(session).create_token(
+            name=name,
+            role=role.value,
+            token_hash=hash_token(raw),
+            prefix=raw[:10],
+            actor="cli",
+            expires_at=now_utc() + timedelta(days=expires) if expires else None,
+        )
+        token_id = row.id
+    err.print(f"token {token_id} for {name} ({role.value}); shown once, store it now:", markup=False)
+    console.print(raw, markup=False, highlight=False)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never the tokens themselves)."""
+    table = Table(
+        "id", "name", "role", "prefix", "created", "expires", "revoked", "last used", title="tokens"
+    )
+    with _factory()() as session:
+        for t in CaseStore(session).list_tokens():
+
+            def fmt(d):  # type: ignore[no-untyped-def]
+                return d.strftime("%Y-%m-%d %H:%M") if d else "-"
+
+            table.add_row(
+                str(t.id),
+                t.name,
+                t.role,
+                t.prefix,
+                fmt(t.created_at),
+                fmt(t.expires_at),
+                fmt(t.revoked_at),
+                fmt(t.last_used_at),
+            )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke a token at once."""
+    try:
+        with _factory()() as session, session.begin():
+            CaseStore(session).revoke_token(token_id, actor="cli")
+    except NotFoundError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from exc
+    console.print(f"token {token_id} revoked")
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """Recent workflow runs."""
+    table = Table("run", "workflow", "case", "status", "attempts", "updated", "error", title="runs")
+    with _factory()() as session:
+        stmt = select(WorkflowRun).order_by(WorkflowRun.updated_at.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(WorkflowRun.status == status.value)
+        for r in session.scalars(stmt):
+            table.add_row(
+                r.id,
+                r.workflow,
+                str(r.case_id or "-"),
+                r.status,
+                str(r.attempts),
+                r.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.error_kind or "",
+            )
+    console.print(table)
+
+
+@runs_app.command("process")
+def runs_process(
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many runs.")] = 100,
+) -> None:
+    """Advance queued runs (and runs whose lease expired) in this process, then exit."""
+    settings = get_settings()
+    runner = wiring.build_runner(settings)
+    ids = runner.runnable(limit=limit)
+    counts: dict[str, int] = {}
+    for run_id in ids:
+        result = runner.advance(run_id)
+        counts[result.status.value] = counts.get(result.status.value, 0) + 1
+    console.print(
+        f"{len(ids)} runs advanced: " + (", ".join(f"{v} {k}" for k, v in counts.items()) or "none")
+    )

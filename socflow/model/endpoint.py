@@ -1,0 +1,386 @@
+"""The ``endpoint`` backend: a model served by an OpenAI-compatible server (vLLM first), over HTTP.
+
+The server batches (vLLM's continuous batching), so workers stay light: no torch in this module. What is
+sent (vLLM >= 0.12; the removed ``guided_*`` fields are never sent):
+
+- ``generate``: ``POST /v1/chat/completions``
+  ``{model, messages, max_tokens, temperature: 0, repetition_penalty}``;
+- ``generate_structured``: the same plus
+  ``response_format: {type: json_schema, json_schema: {name, schema, strict: true}}``;
+- ``choose``: the same plus the top-level ``structured_outputs: {choice: [...]}`` (what the OpenAI SDK
+  sends for ``extra_body={"structured_outputs": ...}``); the reply is the option text;
+- ``score_labels``: ``POST /tokenize`` (the prompt, or the messages through the chat template; then each
+  label), then one ``POST /v1/completions`` with the token-id prompts ``prompt + label``,
+  ``echo: true, logprobs: 1, max_tokens: 1``, reading the echoed ``token_logprobs``.
+
+Structured replies go through the shared validate -> one repair -> ``StructuredOutputError`` path
+(``socflow.model.structured.run_structured``); every call writes one ``model_calls`` row.
+``score_labels`` computes exactly what the in-process backend does (mean label-token log-probability
+after the prompt, softmax over labels) from the echoed prompt log-probabilities; a server without
+``/tokenize`` or prompt log-probabilities gets ``ModelUnavailable`` saying scoring needs the in-process
+backend.
+
+Errors (all ``ModelError``)::
+
+    ModelError
+    ├── EndpointRejectedError      a 4xx answer (bad request, unknown model): not retried
+    ├── EndpointProtocolError      a 2xx answer that is not the OpenAI shape
+    └── ModelUnavailable
+        └── EndpointUnavailableError   5xx / 429 / connection failure after the retries
+            └── EndpointTimeoutError   the server did not answer within ``timeout_seconds``, after the retries
+
+Timeouts, connection failures, 429 and 5xx are retried ``max_retries`` times with exponential backoff
+(``backoff_seconds * 2**n``, or the server's ``Retry-After`` when shorter than ``max_backoff_seconds``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from socflow.errors import ModelError, ModelUnavailable, StructuredOutputError
+from socflow.model.base import CallContext, Message
+from socflow.model.context import resolve_context
+from socflow.model.recorder import CallRecord, ModelCallRecorder, audited
+from socflow.model.schema import bounded_schema
+from socflow.model.structured import (
+    StructuredResult,
+    check_options,
+    choice_instruction,
+    run_structured,
+    schema_instruction,
+    with_instruction,
+)
+
+T = TypeVar("T", bound=BaseModel)
+
+REPETITION_PENALTY = 1.2
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+SCORING_NEEDS_IN_PROCESS = (
+    "scoring needs the in-process backend (SOCFLOW_MODEL__BACKEND=transformers) or a server that offers "
+    "/tokenize and prompt log-probabilities (vLLM does)"
+)
+
+
+class EndpointRejectedError(ModelError):
+    code = "endpoint_rejected"
+
+
+class EndpointProtocolError(ModelError):
+    code = "endpoint_protocol"
+
+
+class EndpointUnavailableError(ModelUnavailable):
+    code = "endpoint_unavailable"
+
+
+class EndpointTimeoutError(EndpointUnavailableError):
+    code = "endpoint_timeout"
+
+
+def _schema_name(name: str) -> str:
+    """OpenAI's json_schema ``name``: letters, digits, ``_`` and ``-``, at most 64 characters."""
+    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
+    return cleaned[:64] or "schema"
+
+
+class EndpointModel:
+    """A ``ModelClient`` over an OpenAI-compatible HTTP server (vLLM)."""
+
+    backend = "endpoint"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        timeout_seconds: float = 120.0,
+        max_new_tokens: int = 256,
+        max_retries: int = 2,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 10.0,
+        repetition_penalty: float = REPETITION_PENALTY,
+        api_key: str | None = None,
+        recorder: ModelCallRecorder | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url:
+            raise ModelUnavailable("the endpoint backend needs SOCFLOW_MODEL__ENDPOINT_URL")
+        self.base_url = base_url.rstrip("/")
+        if self.base_url.endswith("/v1"):
+            self.base_url = self.base_url[: -len("/v1")]
+        self.name = model
+        self.timeout_seconds = timeout_seconds
+        self.max_new_tokens = max_new_tokens
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.repetition_penalty = repetition_penalty
+        self.recorder = recorder
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout_seconds, headers=headers, transport=transport
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self.name
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EndpointModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- HTTP ----------------------------------------------------------------------------------------------
+
+    def _post(self, path: str, body: dict[str, Any], rec: CallRecord) -> dict[str, Any]:
+        """POST with retries on timeouts, connection errors, 429 and 5xx; the JSON object answered."""
+        last: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            rec.parameters["http_attempts"] = rec.parameters.get("http_attempts", 0) + 1
+            delay = self.backoff_seconds * 2**attempt
+            try:
+                response = self._http.post(path, json=body)
+            except httpx.TimeoutException as exc:
+                last = EndpointTimeoutError(
+                    f"{path}: no answer within {self.timeout_seconds:g} s (attempt {attempt + 1})"
+                )
+                last.__cause__ = exc
+            except httpx.TransportError as exc:
+                last = EndpointUnavailableError(f"{path}: {type(exc).__name__} (attempt {attempt + 1})")
+                last.__cause__ = exc
+            else:
+                if response.status_code in RETRY_STATUS:
+                    last = EndpointUnavailableError(
+                        f"{path}: HTTP {response.status_code} (attempt {attempt + 1})"
+                    )
+                    delay = _retry_after(response, delay)
+                elif response.status_code >= 400:
+                    raise EndpointRejectedError(f"{path}: HTTP {response.status_code}: {response.text[:300]}")
+                else:
+                    try:
+                        payload = response.json()
+                    except ValueError as exc:
+                        raise EndpointProtocolError(f"{path}: the answer is not JSON") from exc
+                    if not isinstance(payload, dict):
+                        raise EndpointProtocolError(f"{path}: the answer is not a JSON object")
+                    return payload
+            if attempt < self.max_retries:
+                time.sleep(min(delay, self.max_backoff_seconds))
+        assert last is not None
+        raise last
+
+    def _chat(self, messages: Sequence[Message], max_tokens: int, rec: CallRecord, **extra: Any) -> str:
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "repetition_penalty": self.repetition_penalty,
+            **extra,
+        }
+        payload = self._post("/v1/chat/completions", body, rec)
+        try:
+            choice = payload["choices"][0]
+            content = choice["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise EndpointProtocolError("chat completion without choices[0].message.content") from exc
+        usage = payload.get("usage") or {}
+        rec.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        rec.completion_tokens += int(usage.get("completion_tokens") or 0)
+        if rec.model_revision is None and payload.get("system_fingerprint"):
+            rec.model_revision = str(payload["system_fingerprint"])
+        return "" if content is None else str(content)
+
+    def _record(self, method: str, ctx: CallContext | None, params: dict[str, Any]) -> CallRecord:
+        return CallRecord(
+            method=method,
+            backend=self.backend,
+            model_id=self.name,
+            ctx=resolve_context(ctx),
+            parameters={"endpoint": self.base_url, **params},
+        )
+
+    # -- ModelClient --------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        ctx: CallContext | None = None,
+        max_new_tokens: int | None = None,
+    ) -> str:
+        max_new = max_new_tokens or self.max_new_tokens
+        rec = self._record(
+            "generate", ctx, {"max_new_tokens": max_new, "repetition_penalty": self.repetition_penalty}
+        )
+        with audited(self.recorder, rec):
+            rec.prompt = _render(messages)
+            text = self._chat(messages, max_new, rec)
+            rec.raw_output = text
+            return text
+
+    def generate_structured(
+        self, messages: Sequence[Message], schema: type[T], *, ctx: CallContext | None = None
+    ) -> T:
+        bounded = bounded_schema(schema)  # raises UnboundedSchemaError before any row: a programming error
+        rec = self._record(
+            "generate_structured",
+            ctx,
+            {
+                "schema": schema.__name__,
+                "max_new_tokens": bounded.token_budget,
+                "constrained": True,
+                "structured_outputs": "response_format.json_schema",
+                "repetition_penalty": self.repetition_penalty,
+            },
+        )
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": _schema_name(schema.__name__), "schema": bounded.schema, "strict": True},
+        }
+        trace = StructuredResult()
+
+        def attempt(msgs: Sequence[Message]) -> str:
+            if not rec.prompt:
+                rec.prompt = _render(msgs)
+            return self._chat(msgs, bounded.token_budget, rec, response_format=response_format)
+
+        with audited(self.recorder, rec):
+            prompted = with_instruction(messages, schema_instruction(bounded.schema_json))
+            try:
+                result = run_structured(attempt, prompted, schema, trace)
+            finally:
+                rec.raw_output = trace.raws[-1] if trace.raws else None
+                rec.parameters["attempts"] = len(trace.raws)
+                if trace.errors:
+                    rec.parameters["validation_errors"] = trace.errors
+            rec.parsed_output = result.model_dump(mode="json")
+            return result
+
+    def choose(
+        self, messages: Sequence[Message], options: Sequence[str], *, ctx: CallContext | None = None
+    ) -> str:
+        opts = tuple(options)
+        rec = self._record(
+            "choose", ctx, {"options": list(opts), "constrained": True, "structured_outputs": "choice"}
+        )
+        with audited(self.recorder, rec):
+            check_options(opts)
+            budget = max(len(o.encode()) for o in opts) + 8
+            rec.parameters["max_new_tokens"] = budget
+            prompted = with_instruction(messages, choice_instruction(opts))
+            rec.prompt = _render(prompted)
+            text = self._chat(prompted, budget, rec, structured_outputs={"choice": list(opts)})
+            rec.raw_output = text
+            choice: Any = text.strip()
+            if choice not in opts:  # a server that answered the choice as a JSON string
+                with contextlib.suppress(ValueError):
+                    choice = json.loads(text)
+            if choice not in opts:
+                raise StructuredOutputError(f"choice {text[:80]!r} is not one of the {len(opts)} options")
+            rec.parsed_output = {"choice": choice}
+            return str(choice)
+
+    def score_labels(
+        self, prompt: str | Sequence[Message], labels: Sequence[str], *, ctx: CallContext | None = None
+    ) -> dict[str, float]:
+        labs = tuple(labels)
+        rec = self._record(
+            "score_labels",
+            ctx,
+            {"labels": list(labs), "score": "mean_token_logprob_softmax", "via": "prompt_logprobs"},
+        )
+        with audited(self.recorder, rec):
+            check_options(labs, "labels")
+            rec.prompt = prompt if isinstance(prompt, str) else _render(prompt)
+            prompt_ids = self._tokenize(prompt, rec)
+            label_ids = [self._tokenize(lab, rec, add_special_tokens=False) for lab in labs]
+            if any(not ids for ids in label_ids):
+                raise ModelError("a label tokenizes to nothing")
+            rec.prompt_tokens = len(prompt_ids)
+            rec.completion_tokens = sum(len(ids) for ids in label_ids)
+            body = {
+                "model": self.name,
+                "prompt": [prompt_ids + ids for ids in label_ids],
+                "echo": True,
+                "logprobs": 1,
+                "max_tokens": 1,
+                "temperature": 0,
+            }
+            payload = self._post("/v1/completions", body, rec)
+            means = _label_means(payload, len(prompt_ids), label_ids)
+            top = max(means)
+            exp = [math.exp(m - top) for m in means]
+            total = sum(exp)
+            scores = {lab: e / total for lab, e in zip(labs, exp, strict=True)}
+            rec.raw_output = json.dumps({lab: m for lab, m in zip(labs, means, strict=True)})
+            rec.parsed_output = {"scores": scores}
+            return scores
+
+    def _tokenize(
+        self, text: str | Sequence[Message], rec: CallRecord, *, add_special_tokens: bool = True
+    ) -> list[int]:
+        """Token ids from the server's ``/tokenize`` (vLLM): a string as is, messages via the template."""
+        body: dict[str, Any] = {"model": self.name}
+        if isinstance(text, str):
+            body.update(prompt=text, add_special_tokens=add_special_tokens)
+        else:
+            body.update(
+                messages=[{"role": m["role"], "content": m["content"]} for m in text],
+                add_generation_prompt=True,
+                add_special_tokens=False,
+            )
+        try:
+            payload = self._post("/tokenize", body, rec)
+        except EndpointRejectedError as exc:  # 404: not vLLM
+            raise ModelUnavailable(SCORING_NEEDS_IN_PROCESS) from exc
+        tokens = payload.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise ModelUnavailable(SCORING_NEEDS_IN_PROCESS)
+        return [int(t) for t in tokens]
+
+
+def _label_means(payload: dict[str, Any], n_prompt: int, label_ids: list[list[int]]) -> list[float]:
+    """Mean echoed log-probability of each label's tokens (the positions right after the prompt)."""
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or len(choices) != len(label_ids):
+        raise EndpointProtocolError(f"expected {len(label_ids)} completion choices")
+    by_index = sorted(choices, key=lambda c: int(c.get("index", 0)) if isinstance(c, dict) else 0)
+    means = []
+    for choice, ids in zip(by_index, label_ids, strict=True):
+        logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+        values = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
+        if not isinstance(values, list) or len(values) < n_prompt + len(ids):
+            raise ModelUnavailable(SCORING_NEEDS_IN_PROCESS + ": the server sent no prompt log-probabilities")
+        picked = values[n_prompt : n_prompt + len(ids)]
+        if any(not isinstance(v, int | float) for v in picked):
+            raise ModelUnavailable(SCORING_NEEDS_IN_PROCESS + ": the server sent no prompt log-probabilities")
+        means.append(sum(float(v) for v in picked) / len(ids))
+    return means
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return default
+
+
+def _render(messages: Sequence[Message]) -> str:
+    """The audit copy of a chat prompt (the server applies the chat template; we do not see it)."""
+    return json.dumps([{"role": m["role"], "content": m["content"]} for m in messages], ensure_ascii=False)
