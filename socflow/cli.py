@@ -16,6 +16,7 @@ from rich.table import Table
 
 from socflow import __version__, migrate, wiring
 from socflow.cli_admin import runs_app, serve, token_app
+from socflow.cli_connector import app as connector_app
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
 from socflow.decisions import AmbiguousDecision, Decision, submit_decision
@@ -41,6 +42,7 @@ app.add_typer(workflow_app, name="workflow", help="Graph workflows: list, graph,
 app.add_typer(model_app, name="model", help="The model runtime: prepare, info, try.")
 app.add_typer(token_app, name="token", help="API tokens: create, list, revoke.")
 app.add_typer(runs_app, name="runs", help="Workflow runs: list, process queued runs in this process.")
+app.add_typer(connector_app, name="connector", help="Pull connectors: elastic, splunk, folder.")
 app.command()(serve)
 for _name, _group, _help in wiring.cli_groups():
     app.add_typer(_group, name=_name, help=_help)
@@ -178,7 +180,8 @@ def ingest(
     )
     if report.runs_queued:
         console.print(
-            f"{len(report.runs_queued)} triage runs queued: a worker advances them, or run `socflow runs process`",
+            f"{len(report.runs_queued)} triage runs queued: a worker advances them "
+            "(or run `socflow runs process`)",
             highlight=False,
         )
     if report.rejected:

@@ -16,8 +16,10 @@ Branch on types (and ``code``), never on message text; never copy exception text
     │   └── UnscriptedCallError       the scripted double got a call nobody scripted
     ├── AttackError                 ATT&CK catalog problems
     │   └── UnknownTechniqueError     an id the catalog does not know
-    └── SiemError                   SIEM backend problems
-        └── SigmaConversionError      a Sigma rule that cannot be converted
+    ├── SiemError                   SIEM backend problems
+    │   └── SigmaConversionError      a Sigma rule that cannot be converted
+    └── ConnectorError              a pull connector failed (socflow.connectors.base)
+        └── ConnectorHTTPError        the remote answered an HTTP error (carries status_code)
 """
 
 from __future__ import annotations

@@ -91,6 +91,29 @@ class IngestSettings(_Group):
     max_raw_bytes: int = 256 * 1024
     max_batch_items: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
+    format: str = "auto"
+    field_map: dict[str, str] = Field(default_factory=dict)
+
+
+class ConnectorSettings(_Group):
+    """Pull connectors (``socflow connector run``); every field is also a CLI option."""
+
+    url: str = ""
+    index: str = ".alerts-security.alerts-default"
+    username: str = ""
+    password: str = ""
+    api_key: str = ""
+    token: str = ""
+    since: str = ""
+    size: int = Field(default=500, ge=1, le=10_000)
+    timeout: float = Field(default=30.0, gt=0)
+    verify: bool = True
+    interval: float = Field(default=60.0, gt=0)
+    path: Path | None = None
+    format: str = "auto"
+    field_map: dict[str, str] = Field(default_factory=dict)
+    source: str = ""
+    settle: float = Field(default=2.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -114,6 +137,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -21,6 +21,7 @@ from socflow.grouping import KeyGrouper
 from socflow.model.base import ModelClient
 from socflow.model.factory import build_model_client
 from socflow.model.recorder import ModelCallRecorder
+from socflow.normalize import make_normalizer
 from socflow.policy import Policy
 from socflow.registry import WorkflowRegistry, discover
 from socflow.runner import Runner, RunQueue
@@ -95,6 +96,9 @@ def ingest_options(settings: Settings, registry: WorkflowRegistry | None = None)
         "grouper": KeyGrouper(settings.grouping.key_fields, settings.grouping.window_seconds),
         "queue": RunQueue(registry),
         "reassess_window": timedelta(seconds=settings.grouping.window_seconds),
+        "normalizer": make_normalizer(
+            fmt=settings.ingest.format, field_map=settings.ingest.field_map or None
+        ),
     }
 
 

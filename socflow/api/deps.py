@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow.auth import Principal, Role, authenticate
@@ -15,6 +15,10 @@ from socflow.ingest import IngestService
 from socflow.registry import WorkflowRegistry
 from socflow.runner import Runner
 from socflow.settings import Settings
+
+MAX_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id")]
+RunId = Annotated[str, Path(min_length=1, max_length=36, description="a run id (uuid)")]
 
 
 @dataclass

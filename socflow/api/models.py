@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from socflow.auth import Role
 from socflow.enums import Severity
@@ -161,13 +161,13 @@ class CasePatch(BaseModel):
 class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    into: int = Field(description="the case that receives this case's alerts", ge=1)
+    into: int = Field(description="the case that receives this case's alerts", ge=1, le=2**63 - 1)
 
 
 class MoveAlertIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    case_id: int = Field(description="the case the alert moves to", ge=1)
+    case_id: int = Field(description="the case the alert moves to", ge=1, le=2**63 - 1)
 
 
 class DecisionIn(BaseModel):
@@ -177,6 +177,14 @@ class DecisionIn(BaseModel):
     body: str | None = Field(default=None, min_length=1, max_length=64 * 1024)
     reason: str | None = Field(default=None, min_length=1, max_length=4000)
     run_id: str | None = Field(default=None, max_length=36)
+
+    @model_validator(mode="after")
+    def _needs(self) -> DecisionIn:
+        if self.action == "edit" and not self.body:
+            raise ValueError("an edit needs the edited note body")
+        if self.action in ("reject", "escalate") and not self.reason:
+            raise ValueError(f"{self.action} needs a reason")
+        return self
 
 
 class DecisionOut(BaseModel):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from socflow.api.deps import Services, actor, allow, db, services
+from socflow.api.deps import RowId, Services, actor, allow, db, services
 from socflow.api.models import AlertDetail, AlertOut, IngestResult, Page
 from socflow.auth import Principal, Role
 from socflow.ingest import ParsedItem, parse_ndjson
@@ -129,6 +129,6 @@ def list_alerts(
 
 @router.get("/{alert_id}", response_model=AlertDetail)
 def get_alert(
-    alert_id: int, _: Principal = allow(Role.analyst, Role.engineer), session: Session = Depends(db)
+    alert_id: RowId, _: Principal = allow(Role.analyst, Role.engineer), session: Session = Depends(db)
 ) -> AlertDetail:
     return AlertDetail.model_validate(CaseStore(session).get_alert(alert_id))

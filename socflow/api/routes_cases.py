@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from socflow.api.deps import Services, actor, allow, db, services
+from socflow.api.deps import RowId, Services, actor, allow, db, services
 from socflow.api.models import (
     AlertOut,
     AuditOut,
@@ -69,7 +69,7 @@ def list_cases(
     )
 
 
-def case_detail(session: Session, case_id: int) -> CaseDetail:
+def case_detail(session: Session, case_id: RowId) -> CaseDetail:
     store = CaseStore(session)
     case = store.get_case(case_id)
     notes = list(session.scalars(select(Note).where(Note.case_id == case_id).order_by(Note.id)))
@@ -97,14 +97,14 @@ def case_detail(session: Session, case_id: int) -> CaseDetail:
 
 @router.get("/{case_id}", response_model=CaseDetail)
 def get_case(
-    case_id: int, _: Principal = allow(Role.analyst, Role.engineer), session: Session = Depends(db)
+    case_id: RowId, _: Principal = allow(Role.analyst, Role.engineer), session: Session = Depends(db)
 ) -> CaseDetail:
     return case_detail(session, case_id)
 
 
 @router.patch("/{case_id}", response_model=CaseOut)
 def patch_case(
-    case_id: int, body: CasePatch, who: Principal = allow(Role.analyst), svc: Services = Depends(services)
+    case_id: RowId, body: CasePatch, who: Principal = allow(Role.analyst), svc: Services = Depends(services)
 ) -> CaseOut:
     with svc.factory() as session, session.begin():
         case = CaseStore(session).update_case(
@@ -115,7 +115,7 @@ def patch_case(
 
 @router.post("/{case_id}/merge", response_model=CaseOut)
 def merge_case(
-    case_id: int, body: MergeIn, who: Principal = allow(Role.analyst), svc: Services = Depends(services)
+    case_id: RowId, body: MergeIn, who: Principal = allow(Role.analyst), svc: Services = Depends(services)
 ) -> CaseOut:
     """Move every alert of this case into ``into``; this case closes as merged."""
     with svc.factory() as session, session.begin():
@@ -124,8 +124,8 @@ def merge_case(
 
 @router.post("/{case_id}/alerts/{alert_id}/move", response_model=AlertOut)
 def move_alert(
-    case_id: int,
-    alert_id: int,
+    case_id: RowId,
+    alert_id: RowId,
     body: MoveAlertIn,
     who: Principal = allow(Role.analyst),
     svc: Services = Depends(services),
@@ -143,7 +143,7 @@ def move_alert(
 
 @router.post("/{case_id}/decision", response_model=DecisionOut)
 def decide(
-    case_id: int, body: DecisionIn, who: Principal = allow(Role.analyst), svc: Services = Depends(services)
+    case_id: RowId, body: DecisionIn, who: Principal = allow(Role.analyst), svc: Services = Depends(services)
 ) -> DecisionOut:
     """Approve, edit, reject or escalate the drafted note (the same path as ``socflow approve``).
 

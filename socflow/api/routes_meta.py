@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Response, status
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from socflow.api.deps import Services, actor, allow, db, services
+from socflow.api.deps import RowId, RunId, Services, actor, allow, db, services
 from socflow.api.models import Health, RunOut, TokenCreated, TokenIn, TokenOut, WorkflowOut
 from socflow.auth import Principal, Role, hash_token, new_token
 from socflow.errors import NotFoundError
@@ -38,7 +38,7 @@ def list_workflows(
 
 @router.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])
 def get_run(
-    run_id: str, _: Principal = allow(Role.analyst, Role.engineer), session: Session = Depends(db)
+    run_id: RunId, _: Principal = allow(Role.analyst, Role.engineer), session: Session = Depends(db)
 ) -> RunOut:
     run = session.get(WorkflowRun, run_id)
     if run is None:
@@ -69,7 +69,7 @@ def list_tokens(_: Principal = allow(), session: Session = Depends(db)) -> list[
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, tags=["tokens"])
-def revoke_token(token_id: int, who: Principal = allow(), svc: Services = Depends(services)) -> TokenOut:
+def revoke_token(token_id: RowId, who: Principal = allow(), svc: Services = Depends(services)) -> TokenOut:
     with svc.factory() as session, session.begin():
         return TokenOut.model_validate(CaseStore(session).revoke_token(token_id, actor=actor(who)))
 

@@ -146,7 +146,7 @@ def test_storm_becomes_one_case_with_one_run_via_api_and_cli(
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[:2000]
-    assert "21 triage runs queued" in out.stdout
+    assert "21 triage runs queued" in out.stdout, out.stdout
     assert _case_shape(sqlite_url) == _case_shape(api_settings.database.url)
 
 

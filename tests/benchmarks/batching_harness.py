@@ -72,6 +72,7 @@ class Phase:
     requests: int
     peak_bytes: int
     outputs: list[Any] = field(default_factory=list)
+    prompt_tokens: int = 0
 
     @property
     def tokens_per_s(self) -> float:
@@ -80,7 +81,8 @@ class Phase:
     def line(self) -> str:
         return (
             f"{self.name:<28} {self.seconds:8.2f} s  {self.requests / self.seconds:7.2f} req/s  "
-            f"{self.tokens_per_s:9.1f} tok/s  {self.completion_tokens:6d} tokens  "
+            f"{self.tokens_per_s:9.1f} tok/s  {self.completion_tokens:6d} tokens "
+            f"({self.prompt_tokens} prompt)  "
             f"peak {self.peak_bytes / 2**30:7.2f} GiB"
         )
 
@@ -139,6 +141,7 @@ def compare(make_client: Any, *, n: int = 8, device: str = "cpu", schema: type[B
         n,
         _peak(device),
         seq_out,
+        sum(r.prompt_tokens for r in seq_rec.records),
     )
 
     _reset_peak(device)
@@ -158,6 +161,7 @@ def compare(make_client: Any, *, n: int = 8, device: str = "cpu", schema: type[B
         n,
         _peak(device),
         conc_out,
+        sum(r.prompt_tokens for r in conc_rec.records),
     )
     batched.close()
 
