@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from socflow.errors import ConflictError, InputError, NotFoundError
 from socflow.runner import AdvanceResult, Runner
+from socflow.store import CaseStore
 from socflow.tables import WorkflowRun
 
 Action = Literal["approve", "edit", "reject", "escalate"]
@@ -66,6 +67,18 @@ def pending_run(runner: Runner, case_id: int, run_id: str | None = None) -> Work
 def submit_decision(
     runner: Runner, case_id: int, decision: Decision, *, run_id: str | None = None
 ) -> AdvanceResult:
+    """Validate ``decision`` against the case's pending interrupt and resume that run.
+
+    Raises StaleDraft (new alerts joined after the draft), NotFoundError (nothing pending),
+    AmbiguousDecision (several runs wait: name one), DecisionNotAllowed (not offered now).
+    """
+    with runner.factory() as session:
+        note = CaseStore(session).get_note(case_id)
+        if note is not None and note.stale_at is not None and note.status == "draft":
+            raise StaleDraft(
+                f"the draft of case {case_id} is stale: new alerts joined it at "
+                f"{note.stale_at:%Y-%m-%d %H:%M:%S}; a re-assessment is queued, decide on the new draft"
+            )
     run = pending_run(runner, case_id, run_id)
     allowed = (run.pending_interrupt or {}).get("allowed_actions") or [
         "approve",

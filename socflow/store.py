@@ -407,6 +407,7 @@ class CaseStore:
         rev = self._new_revision(
             note, body, author=author, author_kind=author_kind, diff=None, comment=comment
         )
+        note.stale_at = None  # a fresh draft answers the alerts that made the old one stale
         note.status = NoteStatus.draft.value
         self._audit(
             "note.drafted",

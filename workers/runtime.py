@@ -72,9 +72,3 @@ class WorkerRuntime:
         self._lock = threading.Lock()
         self._runner = None
         self._pid = os.getpid()
-
-    def prepare_model_process(self, cpu_threads: int | None) -> None:
-        """Set the model's CPU threads when this process holds the model on CPU (before it loads)."""
-        model = self.settings.model
-        if model.backend == "transformers" and model.device != "cuda" and cpu_threads:
-            set_cpu_threads(cpu_threads)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from socflow.errors import ConfigError, ModelUnavailable
 from socflow.model.base import ModelClient
 from socflow.model.recorder import ModelCallRecorder
 from socflow.settings import ModelSettings
+
+
+def _secret(value: Any) -> str | None:
+    """A plain string from a ``SecretStr``, a string or ``None`` (empty means none)."""
+    if value is not None and hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    return str(value) if value else None
 
 
 def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | None) -> ModelClient:
@@ -20,6 +29,10 @@ def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | No
             max_new_tokens=settings.max_new_tokens,
             load_in_4bit=settings.load_in_4bit,
             recorder=recorder,
+            # Read with defaults until ModelSettings has these fields (model runtime part 2).
+            batching=bool(getattr(settings, "batching", False)),
+            batch_max_size=int(getattr(settings, "batch_max_size", 8)),
+            batch_wait_ms=float(getattr(settings, "batch_wait_ms", 20.0)),
         )
     if settings.backend == "scripted":
         from socflow.model.scripted import ScriptedModel
@@ -35,6 +48,7 @@ def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | No
             timeout_seconds=settings.timeout_seconds,
             max_new_tokens=settings.max_new_tokens,
             max_retries=int(getattr(settings, "max_retries", 2)),
+            api_key=_secret(getattr(settings, "endpoint_api_key", None)),
             recorder=recorder,
         )
     if settings.backend == "none":

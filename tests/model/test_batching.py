@@ -50,12 +50,14 @@ def _messages(text: str) -> list[Message]:
     ]
 
 
-def _clients(path: Path) -> tuple[Any, Any]:
+def _clients(path: Path, size: int = 8) -> tuple[Any, Any]:
     from socflow.model.hf import TransformersModel
 
     alone = TransformersModel(path, device="cpu", max_new_tokens=12)
-    # A long wait with max size 8: the 8 concurrent calls below always land in one batch.
-    batched = TransformersModel(path, device="cpu", max_new_tokens=12, batching=True, batch_wait_ms=2000)
+    # A long wait with max size = the number of concurrent calls: they always land in one batch.
+    batched = TransformersModel(
+        path, device="cpu", max_new_tokens=12, batching=True, batch_max_size=size, batch_wait_ms=5000
+    )
     return alone, batched
 
 
@@ -136,7 +138,7 @@ def test_batched_scores_match_one_at_a_time_in_float32(tiny_dir: Path) -> None:
 
 
 def test_generation_and_scoring_can_share_a_gathering_window(tiny_dir: Path) -> None:
-    alone, batched = _clients(tiny_dir)
+    alone, batched = _clients(tiny_dir, size=2)
     try:
         msgs = _messages(ALERTS[0])
         expected = [alone.choose(msgs, OPTIONS), alone.score_labels(msgs, LABELS)]
@@ -161,3 +163,16 @@ def test_a_closed_engine_refuses_new_work(tiny_dir: Path) -> None:
         engine.generate([5, 6, 7], 3)
     with pytest.raises(ModelError):
         engine.label_logprobs([5, 6], [[]])
+
+
+def test_the_factory_passes_the_batching_settings(tiny_dir: Path) -> None:
+    from types import SimpleNamespace
+
+    from socflow.model.factory import build_model_client
+    from socflow.settings import ModelSettings
+
+    base = ModelSettings(backend="transformers", name=str(tiny_dir), device="cpu")
+    assert build_model_client(base, None).batching is False  # type: ignore[attr-defined]
+    settings: Any = SimpleNamespace(**base.model_dump(), batching=True, batch_max_size=4, batch_wait_ms=5.0)
+    client = build_model_client(settings, None)
+    assert (client.batching, client.batch_max_size, client.batch_wait_ms) == (True, 4, 5.0)  # type: ignore[attr-defined]

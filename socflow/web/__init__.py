@@ -1,0 +1,47 @@
+"""The analyst's web UI: server-rendered pages on the API's FastAPI app (``mount_web``).
+
+Pages: ``/login``, the queue ``/``, a case ``/cases/{id}`` (edit, decision, history), ``/workflows``.
+Decisions go through ``socflow.decisions.submit_decision`` (the path of the REST API and the CLI).
+See docs/ui.md.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from socflow.api.deps import Services
+from socflow.web.routes import HERE, LoginRequired, WebForbidden, error_page, router
+from socflow.web.security import WebSessionMiddleware
+
+__all__ = ["mount_web"]
+
+
+def mount_web(app: FastAPI) -> FastAPI:
+    """Add the UI to an app made by ``socflow.api.create_app`` (idempotent)."""
+    if getattr(app.state, "web_mounted", False):
+        return app
+    svc: Services = app.state.services
+    app.add_middleware(
+        WebSessionMiddleware,
+        secret_key=svc.settings.api.secret_key,
+        factory=svc.factory,
+        secure_cookie=svc.settings.env == "production",
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
+    app.include_router(router)
+
+    async def _login(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)
+        return RedirectResponse(f"/login?next={quote(exc.next_url, safe='/')}", status_code=303)
+
+    async def _forbidden(request: Request, exc: Exception) -> HTMLResponse:
+        return error_page(request, 403, str(exc))
+
+    app.add_exception_handler(LoginRequired, _login)
+    app.add_exception_handler(WebForbidden, _forbidden)
+    app.state.web_mounted = True
+    return app

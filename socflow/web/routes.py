@@ -1,0 +1,362 @@
+"""The analyst's pages: login, the queue, a case, its history, the workflows (server-rendered, Jinja2)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.datastructures import URL
+
+from socflow.api.deps import Services, services
+from socflow.auth import Principal, Role, authenticate
+from socflow.decisions import DecisionNotAllowed
+from socflow.enums import Severity, Verdict
+from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
+from socflow.schemas import now_utc
+from socflow.store import CaseStore, unified_diff
+from socflow.web import actions, queries
+from socflow.web.markdown import render_markdown
+from socflow.web.security import anonymous_payload, login_payload
+
+HERE = Path(__file__).resolve().parent
+READ_ROLES = (Role.analyst, Role.engineer)
+ACT_ROLES = (Role.analyst,)
+MAX_PROMPT_CHARS = 20_000
+POLL_SECONDS = 3
+
+router = APIRouter(include_in_schema=False)
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class WebForbidden(Exception):
+    pass
+
+
+# -- templates -------------------------------------------------------------------------------------
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def _clip(value: str | None, limit: int = MAX_PROMPT_CHARS) -> str:
+    if not value:
+        return ""
+    return value if len(value) <= limit else value[:limit] + f"\n… ({len(value) - limit} more characters)"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+env = Environment(
+    loader=FileSystemLoader(str(HERE / "templates")),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+env.filters.update(md=render_markdown, pretty=_pretty, when=_when, clip=_clip, percent=_percent)
+templates = Jinja2Templates(env=env)
+
+
+def _who(request: Request) -> Principal | None:
+    who = getattr(request.state, "session_principal", None)
+    return who if isinstance(who, Principal) else None
+
+
+def need(request: Request, *roles: Role) -> Principal:
+    """The session's principal when it has one of ``roles``; else a login redirect or a 403 page."""
+    who = _who(request)
+    if who is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+    if not who.has(*roles):
+        raise WebForbidden(f"the {who.role.value} role may not do this in the analyst UI")
+    return who
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    who = _who(request)
+    base = {
+        "who": who,
+        "can_act": bool(who and who.has(*ACT_ROLES)),
+        "csrf": getattr(request.state, "csrf_token", ""),
+        "now": now_utc(),
+        "age": queries.age,
+        "path": request.url.path,
+    }
+    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+
+
+def local_path(raw: str | None, default: str = "/") -> str:
+    """A redirect target that stays on this site (a path, never ``//host`` or a scheme)."""
+    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+        return default
+    url = URL(raw)
+    return raw if not url.scheme and not url.netloc else default
+
+
+def see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
+    return render(request, "error.html", status_code=status_code, message=message)
+
+
+# -- login -----------------------------------------------------------------------------------------
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - the query name
+    if _who(request) is not None:
+        return see_other(local_path(next))
+    return render(request, "login.html", next=local_path(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    token: str = Form(""),
+    next: str = Form("/"),  # noqa: A002 - the form field name
+) -> Response:
+    svc: Services = services(request)
+    with svc.factory() as session, session.begin():
+        who = authenticate(session, token.strip())
+    if who is None:
+        return render(
+            request, "login.html", status_code=401, next=local_path(next), error="That token is not valid."
+        )
+    request.state.web_session_set = login_payload(who)
+    return see_other(local_path(next))
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    request.state.web_session_set = anonymous_payload()
+    return see_other("/login")
+
+
+# -- the queue -------------------------------------------------------------------------------------
+def _queue_context(request: Request, who: Principal) -> dict[str, Any]:
+    filters = queries.QueueFilters.parse(request.query_params)
+    with services(request).factory() as session:
+        rows, total = queries.queue(session, filters, me=who.name)
+        session.expunge_all()
+    return {
+        "rows": rows,
+        "total": total,
+        "filters": filters,
+        "status_choices": queries.STATUS_FILTERS,
+        "severities": [s.value for s in Severity],
+        "verdicts": [v.value for v in Verdict],
+        "poll_seconds": POLL_SECONDS,
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+def queue_page(request: Request) -> Response:
+    who = need(request, *READ_ROLES)
+    return render(request, "queue.html", **_queue_context(request, who))
+
+
+@router.get("/queue/rows", response_class=HTMLResponse)
+def queue_rows(request: Request) -> Response:
+    """The queue's table body alone: the queue page polls it, so new cases appear without a reload."""
+    who = need(request, *READ_ROLES)
+    return render(request, "_queue_rows.html", **_queue_context(request, who))
+
+
+@router.post("/cases/{case_id}/assign")
+def assign(request: Request, case_id: int, next: str = Form("")) -> Response:  # noqa: A002
+    who = need(request, *ACT_ROLES)
+    try:
+        actions.assign_to_me(services(request), case_id, who)
+    except NotFoundError as exc:
+        return error_page(request, 404, str(exc))
+    return see_other(local_path(next, f"/cases/{case_id}"))
+
+
+# -- a case ----------------------------------------------------------------------------------------
+def _case_response(
+    request: Request,
+    case_id: int,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    form: actions.DecisionForm | None = None,
+) -> Response:
+    with services(request).factory() as session:
+        try:
+            page = queries.case_page(session, case_id)
+        except NotFoundError as exc:
+            return error_page(request, 404, str(exc))
+    decided = request.query_params.get("decided")
+    decided_run = next((r for r in page.runs if r.id == decided), None) if decided else None
+    return render(
+        request,
+        "case.html",
+        status_code=status_code,
+        page=page,
+        case=page.detail,
+        error=error,
+        form=form or actions.DecisionForm(action=""),
+        decided_run=decided_run,
+        verdicts=[v.value for v in Verdict],
+        poll_seconds=POLL_SECONDS,
+    )
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_view(request: Request, case_id: int) -> Response:
+    need(request, *READ_ROLES)
+    return _case_response(request, case_id)
+
+
+@router.get("/cases/{case_id}/state")
+def case_state(request: Request, case_id: int) -> JSONResponse:
+    """Run and case status, polled by the case page while a run is moving."""
+    need(request, *READ_ROLES)
+    with services(request).factory() as session:
+        return JSONResponse(queries.run_states(session, case_id))
+
+
+def _status_of(exc: SocflowError) -> int:
+    if isinstance(exc, DecisionNotAllowed | ConflictError | NotFoundError):
+        return 409
+    if isinstance(exc, InputError):
+        return 422
+    return 500
+
+
+@router.post("/cases/{case_id}/decision", response_class=HTMLResponse)
+async def decision(request: Request, case_id: int) -> Response:
+    """Approve, edit, reject or escalate the drafted note, with optional verdict/technique overrides."""
+    who = need(request, *ACT_ROLES)
+    form = actions.DecisionForm.from_form(await request.form())
+    return await _run_sync(request, case_id, form, who)
+
+
+async def _run_sync(request: Request, case_id: int, form: actions.DecisionForm, who: Principal) -> Response:
+    def work() -> Response:
+        svc = services(request)
+        with svc.factory() as session:
+            try:
+                CaseStore(session).get_case(case_id)
+            except NotFoundError as exc:
+                return error_page(request, 404, str(exc))
+        try:
+            result = actions.decide(svc, case_id, form, who)
+        except SocflowError as exc:
+            return _case_response(request, case_id, status_code=_status_of(exc), error=str(exc), form=form)
+        return see_other(f"/cases/{case_id}?decided={result.run_id}#outcome")
+
+    return await anyio.to_thread.run_sync(work)
+
+
+def _draft_body(request: Request, case_id: int) -> tuple[queries.CasePage | None, Response | None]:
+    with services(request).factory() as session:
+        try:
+            return queries.case_page(session, case_id), None
+        except NotFoundError as exc:
+            return None, error_page(request, 404, str(exc))
+
+
+@router.api_route("/cases/{case_id}/edit", methods=["GET", "POST"], response_class=HTMLResponse)
+async def edit(request: Request, case_id: int) -> Response:
+    """The note editor, prefilled with the current draft (or with the text being edited)."""
+    need(request, *ACT_ROLES)
+    page, failed = _draft_body(request, case_id)
+    if page is None:
+        assert failed is not None
+        return failed
+    form = actions.DecisionForm(action="edit")
+    if request.method == "POST":
+        form = actions.DecisionForm.from_form(await request.form())
+    body = form.body if form.body is not None else (page.draft.body if page.draft else "")
+    return render(
+        request, "edit.html", page=page, case=page.detail, body=body, form=form, verdicts=[v.value for v in Verdict]
+    )
+
+
+@router.post("/cases/{case_id}/edit/preview", response_class=HTMLResponse)
+async def edit_preview(request: Request, case_id: int) -> Response:
+    """The diff between the draft and the edited note, shown before anything is saved."""
+    need(request, *ACT_ROLES)
+    page, failed = _draft_body(request, case_id)
+    if page is None:
+        assert failed is not None
+        return failed
+    form = actions.DecisionForm.from_form(await request.form())
+    before = page.draft.body if page.draft else ""
+    after = form.body or ""
+    diff = unified_diff(before, after)
+    return render(
+        request,
+        "edit_preview.html",
+        page=page,
+        case=page.detail,
+        form=form,
+        body=after,
+        diff_lines=diff.splitlines(),
+        changed=before != after,
+    )
+
+
+@router.get("/cases/{case_id}/history", response_class=HTMLResponse)
+def history(request: Request, case_id: int) -> Response:
+    need(request, *READ_ROLES)
+    with services(request).factory() as session:
+        try:
+            page = queries.case_page(session, case_id)
+        except NotFoundError as exc:
+            return error_page(request, 404, str(exc))
+        calls = queries.model_calls(session, case_id)
+        session.expunge_all()
+    return render(request, "history.html", page=page, case=page.detail, calls=calls)
+
+
+# -- workflows -------------------------------------------------------------------------------------
+_MERMAID: dict[tuple[str, str], str] = {}
+
+
+def _mermaid(spec: Any) -> str:
+    key = (spec.name, spec.version)
+    if key not in _MERMAID:
+        try:
+            _MERMAID[key] = spec.mermaid()
+        except Exception as exc:  # a plugin whose graph cannot be drawn still gets listed
+            _MERMAID[key] = f"(the graph could not be drawn: {type(exc).__name__})"
+    return _MERMAID[key]
+
+
+@router.get("/workflows", response_class=HTMLResponse)
+def workflows(request: Request) -> Response:
+    need(request, *READ_ROLES)
+    svc = services(request)
+    items = []
+    with svc.factory() as session:
+        for spec in svc.registry.specs():
+            items.append(
+                {
+                    "spec": spec,
+                    "origin": svc.registry.origins.get(spec.name, ""),
+                    "mermaid": _mermaid(spec),
+                    "runs": queries.recent_runs(session, spec.name),
+                }
+            )
+        session.expunge_all()
+    return render(request, "workflows.html", items=items, skipped=svc.registry.skipped)
