@@ -48,6 +48,12 @@ if [ "$(echo "SELECT 1 FROM pg_database WHERE datname = '${db}'" | psql_admin)" 
 fi
 log "PostgreSQL ready: role ${pg_user}, database ${db}"
 
+# -- Chromium (browser tests; Debian's package, driven by Playwright with executable_path) --------------
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium"
+  apt_install chromium
+fi
+
 # -- Redis -----------------------------------------------------------------------------------------
 rhostport="${REDIS_URL#redis://}"; rhostport="${rhostport%%/*}"
 rhost="${rhostport%%:*}"; rport="${rhostport##*:}"

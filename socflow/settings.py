@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from socflow.errors import ConfigError
@@ -41,6 +41,11 @@ class ModelSettings(_Group):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     load_in_4bit: bool = False
     timeout_seconds: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    endpoint_api_key: SecretStr = SecretStr("")
+    batching: bool = False
+    batch_max_size: int = Field(default=8, ge=1, le=64)
+    batch_wait_ms: float = Field(default=20.0, ge=0, le=1000)
 
 
 class SiemSettings(_Group):

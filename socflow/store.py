@@ -16,7 +16,15 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from socflow.enums import CASE_TRANSITIONS, AuthorKind, CaseStatus, NoteStatus, ObservableType, Severity
+from socflow.enums import (
+    CASE_TRANSITIONS,
+    AuthorKind,
+    CaseStatus,
+    NoteStatus,
+    ObservableType,
+    Severity,
+    Verdict,
+)
 from socflow.errors import ConflictError, InvalidTransition, NotFoundError
 from socflow.schemas import AlertIn, EvidenceRecord, TechniqueRecord, now_utc
 from socflow.tables import (
@@ -598,6 +606,44 @@ class CaseStore:
             data={"from_case": case_id, "into": target.id, "alerts_moved": moved},
         )
         return target
+
+    @mutation("case.labelled")
+    def set_analyst_labels(
+        self,
+        case_id: int,
+        *,
+        actor: str,
+        verdict: Verdict | str | None = None,
+        techniques: Sequence[TechniqueRecord] = (),
+    ) -> list[CaseTechnique]:
+        """An analyst's verdict/technique labels for evaluation; the model's verdict and techniques stay."""
+        case = self.get_case(case_id)
+        existing = {(t.technique_id, t.source) for t in self.list_techniques(case_id)}
+        now = self.clock()
+        added: list[CaseTechnique] = []
+        for item in techniques:
+            record = item.model_copy(update={"source": "analyst"})
+            if (record.technique_id, "analyst") in existing:
+                continue
+            existing.add((record.technique_id, "analyst"))
+            row = CaseTechnique(case_id=case_id, created_at=now, **record.model_dump())
+            self.session.add(row)
+            added.append(row)
+        self.session.flush()
+        case.updated_at = now
+        self._audit(
+            "case.labelled",
+            actor=actor,
+            entity_type="case",
+            entity_id=case_id,
+            case_id=case_id,
+            data={
+                "verdict": Verdict(verdict).value if verdict else None,
+                "model_verdict": case.verdict,
+                "techniques": [t.technique_id for t in techniques],
+            },
+        )
+        return added
 
     @mutation("token.created")
     def create_token(

@@ -54,6 +54,28 @@ def build_siem(settings: SiemSettings) -> Any:
     raise ConfigError(f"SIEM backend {settings.backend!r} is not wired yet")
 
 
+def detect_demo_alerts(settings: SiemSettings, events_dir: Path) -> tuple[list[dict[str, Any]], str]:
+    """Load ``events_dir`` into the embedded SIEM (idempotent) and run the shipped Sigma rules over it.
+
+    Returns the alerts in the generic format and a one-line summary.
+    """
+    from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules, detect
+    from tools.siem.embedded import EmbeddedSiem
+
+    with EmbeddedSiem(settings.path) as siem:
+        loaded = siem.load([events_dir])
+        report = DetectReport()
+        alerts = [
+            a.model_dump(mode="json")
+            for a in detect(siem, compile_rules([DEFAULT_RULES_DIR], report), report)
+        ]
+    summary = (
+        f"SIEM {settings.path}: {loaded.loaded} new events ({loaded.duplicates} already loaded); "
+        f"{report.rules_converted} Sigma rules, {report.rules_fired} fired, {len(alerts)} alerts"
+    )
+    return alerts, summary
+
+
 def build_attack_catalog() -> Any:
     from tools.attack import load_catalog
 

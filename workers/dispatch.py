@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import Celery
 from sqlalchemy import select
@@ -23,6 +24,8 @@ from workers.config import PUBLISH_RETRY, celery_for
 from workers.routing import ADVANCE_TASK, WORKFLOWS, queue_for
 
 log = logging.getLogger(__name__)
+
+BROKER_DOWN_PAUSE = 5.0  # after a failed send, later sends are skipped this long (the sweeper catches up)
 
 
 class CeleryDispatcher:
@@ -40,6 +43,7 @@ class CeleryDispatcher:
         self._registry = registry
         self._lock = threading.Lock()
         self._queues: dict[str, str] = {}
+        self._down_until = 0.0
 
     @property
     def factory(self) -> sessionmaker[Session]:
@@ -65,7 +69,13 @@ class CeleryDispatcher:
         return self.queue_of_workflow(workflow) if workflow else WORKFLOWS
 
     def send(self, run_id: str, *, queue: str | None = None) -> bool:
-        """Publish ``advance_run(run_id)``; False (logged) when the broker cannot be reached."""
+        """Publish ``advance_run(run_id)``; False (logged) when the broker cannot be reached.
+
+        After a failure, sends are skipped for ``BROKER_DOWN_PAUSE`` seconds so that ingest never stalls on
+        a dead broker: the runs stay queued in the database and the sweeper sends them later.
+        """
+        if time.monotonic() < self._down_until:
+            return False
         try:
             self.app.send_task(
                 ADVANCE_TASK,
@@ -77,6 +87,7 @@ class CeleryDispatcher:
             return True
         except Exception as exc:  # the run stays queued in the database; the sweeper sends it again
             log.warning("could not send run %s to the broker (%s); the sweeper will", run_id, exc)
+            self._down_until = time.monotonic() + BROKER_DOWN_PAUSE
             return False
 
     def submit(self, run_id: str) -> None:

@@ -14,8 +14,11 @@ import sys
 import threading
 from collections.abc import Callable
 
+from sqlalchemy import text
+
 from socflow import wiring
-from socflow.db import make_engine, session_factory
+from socflow.checkpoints import open_checkpointer
+from socflow.db import is_sqlite, make_engine, session_factory
 from socflow.runner import Runner
 from socflow.settings import Settings
 
@@ -24,6 +27,29 @@ log = logging.getLogger(__name__)
 RunnerFactory = Callable[[Settings], Runner]
 
 _CPU_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def prepare_checkpoints(db_url: str) -> None:
+    """Create the checkpointer's tables once, before any run, one process at a time.
+
+    LangGraph's ``PostgresSaver.setup()`` is not safe to run concurrently on a database that lacks its
+    tables (two creators collide on ``CREATE TABLE``), so worker processes take an advisory lock for it.
+    """
+    if is_sqlite(db_url):
+        with open_checkpointer(db_url):
+            return
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(hashtext('socflow-checkpoint-setup'))"))
+            try:
+                with open_checkpointer(db_url):
+                    pass
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext('socflow-checkpoint-setup'))"))
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def default_runner(settings: Settings) -> Runner:
@@ -63,6 +89,7 @@ class WorkerRuntime:
         with self._lock:
             if self._runner is None or self._pid != os.getpid():
                 self._pid = os.getpid()
+                prepare_checkpoints(self.settings.database.url)
                 self._runner = self.runner_factory(self.settings)
                 log.info("worker process %s built its runner", self._pid)
             return self._runner

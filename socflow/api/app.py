@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from socflow import __version__, wiring
+from socflow import web as web_ui
 from socflow.api import routes_alerts, routes_cases, routes_meta
 from socflow.api.deps import Services
 from socflow.auth import Role
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     for router in (routes_alerts.router, routes_cases.router, routes_meta.router):
         app.include_router(router, prefix=API_PREFIX)
         app.state.route_roles.update(route_roles(router, API_PREFIX))
+    web_ui.mount_web(app)
     return app
 
 

@@ -100,7 +100,7 @@ def queue(session: Session, filters: QueueFilters, *, me: str) -> tuple[list[Que
             .where(Alert.case_id.in_([c.id for c in cases]))
             .group_by(Alert.case_id)
         )
-        counts = {int(cid): int(n) for cid, n in rows}
+        counts = {int(cid): int(n) for cid, n in rows if cid is not None}
     return [QueueRow(c, counts.get(c.id, 0)) for c in cases], total
 
 

@@ -121,7 +121,7 @@ def error_page(request: Request, status_code: int, message: str) -> HTMLResponse
 
 # -- login -----------------------------------------------------------------------------------------
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - the query name
+def login_form(request: Request, next: str = "/") -> Response:
     if _who(request) is not None:
         return see_other(local_path(next))
     return render(request, "login.html", next=local_path(next), error=None)
@@ -131,7 +131,7 @@ def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - t
 def login(
     request: Request,
     token: str = Form(""),
-    next: str = Form("/"),  # noqa: A002 - the form field name
+    next: str = Form("/"),
 ) -> Response:
     svc: Services = services(request)
     with svc.factory() as session, session.begin():
@@ -181,7 +181,7 @@ def queue_rows(request: Request) -> Response:
 
 
 @router.post("/cases/{case_id}/assign")
-def assign(request: Request, case_id: int, next: str = Form("")) -> Response:  # noqa: A002
+def assign(request: Request, case_id: int, next: str = Form("")) -> Response:
     who = need(request, *ACT_ROLES)
     try:
         actions.assign_to_me(services(request), case_id, who)
@@ -261,6 +261,8 @@ async def _run_sync(request: Request, case_id: int, form: actions.DecisionForm, 
         try:
             result = actions.decide(svc, case_id, form, who)
         except SocflowError as exc:
+            if form.action == "edit":  # back to the editor with the analyst's text: nothing typed is lost
+                return _editor(request, case_id, form, status_code=_status_of(exc), error=str(exc))
             return _case_response(request, case_id, status_code=_status_of(exc), error=str(exc), form=form)
         return see_other(f"/cases/{case_id}?decided={result.run_id}#outcome")
 
@@ -279,16 +281,35 @@ def _draft_body(request: Request, case_id: int) -> tuple[queries.CasePage | None
 async def edit(request: Request, case_id: int) -> Response:
     """The note editor, prefilled with the current draft (or with the text being edited)."""
     need(request, *ACT_ROLES)
+    form = actions.DecisionForm(action="edit")
+    if request.method == "POST":
+        form = actions.DecisionForm.from_form(await request.form())
+    return _editor(request, case_id, form)
+
+
+def _editor(
+    request: Request,
+    case_id: int,
+    form: actions.DecisionForm,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+) -> Response:
     page, failed = _draft_body(request, case_id)
     if page is None:
         assert failed is not None
         return failed
-    form = actions.DecisionForm(action="edit")
-    if request.method == "POST":
-        form = actions.DecisionForm.from_form(await request.form())
     body = form.body if form.body is not None else (page.draft.body if page.draft else "")
     return render(
-        request, "edit.html", page=page, case=page.detail, body=body, form=form, verdicts=[v.value for v in Verdict]
+        request,
+        "edit.html",
+        status_code=status_code,
+        page=page,
+        case=page.detail,
+        body=body,
+        form=form,
+        error=error,
+        verdicts=[v.value for v in Verdict],
     )
 
 

@@ -144,7 +144,7 @@ class WebSessionMiddleware:
         if session is not None:
             state["session_principal"] = session.principal
             state["csrf_token"] = session.csrf
-        elif not api and not bearer:
+        elif not api and not bearer and not path.startswith("/static/"):
             state["web_session_set"] = anonymous_payload()  # a first visit: issue an anonymous session
             state["csrf_token"] = state["web_session_set"]["csrf"]
 
@@ -209,10 +209,10 @@ class WebSessionMiddleware:
             return await receive()
 
         try:
-            values = parse_qs(body.decode("utf-8"), keep_blank_values=True).get(CSRF_FIELD) or [None]
+            values = parse_qs(body.decode("utf-8"), keep_blank_values=True).get(CSRF_FIELD) or []
         except UnicodeDecodeError:
-            values = [None]
-        return values[0], replay
+            values = []
+        return (values[0] if values else None), replay
 
     async def _refuse(self, scope: Scope, send: Send, *, api: bool) -> None:
         if api:
@@ -236,7 +236,11 @@ class WebSessionMiddleware:
                 names = {k.lower() for k, _ in headers}
                 if not path.startswith(NO_CSP_PATHS):
                     headers += [(k, v) for k, v in SECURITY_HEADERS if k not in names]
-                if not is_api_path(path) and not path.startswith("/static/") and b"cache-control" not in names:
+                if (
+                    not is_api_path(path)
+                    and not path.startswith("/static/")
+                    and b"cache-control" not in names
+                ):
                     headers.append((b"cache-control", b"no-store"))
                 payload = scope.get("state", {}).get("web_session_set")
                 if payload is not None:

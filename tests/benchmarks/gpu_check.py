@@ -53,7 +53,7 @@ LLAMA_31_8B = {
 }
 
 
-def _preflight(tiny: bool) -> str | None:
+def _preflight(tiny: bool, device: str) -> str | None:
     missing = []
     for module in ("torch", "transformers", "xgrammar", "pydantic", "sqlalchemy", "tokenizers"):
         try:
@@ -62,7 +62,7 @@ def _preflight(tiny: bool) -> str | None:
             missing.append(module)
     if missing:
         return f"missing Python packages: {', '.join(missing)} (carry them as wheels, see gpu_check.sh)"
-    if not tiny:
+    if not tiny and device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
@@ -70,7 +70,7 @@ def _preflight(tiny: bool) -> str | None:
     return None
 
 
-def build(tiny: bool, workdir: Path) -> tuple[Any, Any, str]:
+def build(tiny: bool, workdir: Path, *, device: str = "cuda", layers: int = 32) -> tuple[Any, Any, str]:
     """(model, tokenizer, description)."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -86,22 +86,26 @@ def build(tiny: bool, workdir: Path) -> tuple[Any, Any, str]:
     tok_dir = build_tiny_tokenizer(workdir / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     eos, pad = int(tokenizer.eos_token_id), int(tokenizer.pad_token_id)
-    config = LlamaConfig(**LLAMA_31_8B, eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
+    shape = {**LLAMA_31_8B, "num_hidden_layers": layers}
+    config = LlamaConfig(**shape, eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
     start = time.perf_counter()
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
-        with torch.device("cuda"):
+        with torch.device(device):
             torch.manual_seed(0)
             model = LlamaForCausalLM(config)
     finally:
         torch.set_default_dtype(previous)
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad)
     n_params = sum(p.numel() for p in model.parameters())
-    torch.cuda.synchronize()
+    where = "CPU"
+    if device == "cuda":
+        torch.cuda.synchronize()
+        where = torch.cuda.get_device_name()
     desc = (
-        f"random Llama-3.1-8B shape ({n_params / 1e9:.2f} B parameters) on "
-        f"{torch.cuda.get_device_name()} in bf16, built in {time.perf_counter() - start:.1f} s"
+        f"random Llama-3.1-8B shape, {layers} layers ({n_params / 1e9:.2f} B parameters) on {where} "
+        f"in bf16, built in {time.perf_counter() - start:.1f} s"
     )
     return model, tokenizer, desc
 
@@ -111,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU (seconds), for the test")
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
+    parser.add_argument("--layers", type=int, default=32, help="fewer layers: a dry run of the check itself")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run")
     args = parser.parse_args(argv)
 
-    problem = _preflight(args.tiny)
+    problem = _preflight(args.tiny, args.device)
     if problem:
         print(f"gpu_check: cannot run: {problem}")
         return 2
@@ -127,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="socflow-gpu-check-") as tmp:
-        model, tokenizer, desc = build(args.tiny, Path(tmp))
-        device = "cpu" if args.tiny else "cuda"
+        model, tokenizer, desc = build(args.tiny, Path(tmp), device=args.device, layers=args.layers)
+        device = "cpu" if args.tiny else args.device
         print(f"gpu_check: {desc}; torch {torch.__version__}")
         if device == "cuda":
             print(f"weights: {torch.cuda.memory_allocated() / 2**30:.2f} GiB allocated")

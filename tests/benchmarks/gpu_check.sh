@@ -6,7 +6,8 @@
 #   tests/benchmarks/gpu_check.sh                 # full check on a CUDA GPU (under 8 minutes; ~17 GiB)
 #   tests/benchmarks/gpu_check.sh --tiny          # the same code path on CPU with a tiny model (seconds);
 #                                                 # tests/model/test_gpu_check.py runs this so it cannot rot
-#   options: --requests N (default 8), --json PATH (figures as JSON too)
+#   options: --requests N (default 8), --json PATH (figures as JSON too),
+#            --device cpu --layers 1: a dry run of the full path without a GPU (slow: ~6 min, checks code only)
 #
 # On the lent device machine (an H200: Python 3.12, torch and transformers preinstalled, no network) the
 # packages socflow's model runtime needs beyond those travel as wheels in .whl/ (git-ignored), fetched here:

@@ -77,6 +77,17 @@ SCENARIOS: dict[str, tuple[Callable[[CaseStore], Any], Callable[[CaseStore, Any]
         lambda s: (_case(s), _case(s)),
         lambda s, ids: s.merge_cases(ids[0], ids[1], actor="ana"),
     ),
+    "set_analyst_labels": (
+        _case,
+        lambda s, cid: s.set_analyst_labels(
+            cid,
+            actor="ana",
+            verdict="false_positive",
+            techniques=[
+                TechniqueRecord(technique_id="T1105", name="Ingress Tool Transfer", source="analyst")
+            ],
+        ),
+    ),
     "create_token": (
         lambda s: None,
         lambda s, _: s.create_token(

@@ -13,17 +13,17 @@ from socflow.tables import AuditEvent
 from tools.attack.mapper import MappedTechnique
 
 # Printable ASCII with bounded quantifiers: constrained decoding always finishes (socflow.model.schema).
-Sentence = Annotated[str, Field(pattern=r"^[ -~]{1,250}$")]
-Bullet = Annotated[str, Field(pattern=r"^[ -~]{1,200}$")]
+Sentence = Annotated[str, Field(pattern=r"^[ -~]{1,200}$")]
+Bullet = Annotated[str, Field(pattern=r"^[ -~]{1,160}$")]
 
 
 class NoteSections(BaseModel):
     """What the model writes. ATT&CK techniques and actions taken are rendered by code, not asked for."""
 
-    summary: list[Sentence] = Field(max_length=4, description="what happened; each sentence cites [E#]")
-    impacted: list[Bullet] = Field(max_length=6, description="impacted assets and users; each cites [E#]")
-    timeline: list[Bullet] = Field(max_length=8, description="time-ordered events; each cites [E#]")
-    next_steps: list[Bullet] = Field(max_length=5, description="recommended next steps for the analyst")
+    summary: list[Sentence] = Field(max_length=3, description="what happened; each sentence cites [E#]")
+    impacted: list[Bullet] = Field(max_length=4, description="impacted assets and users; each cites [E#]")
+    timeline: list[Bullet] = Field(max_length=5, description="time-ordered events; each cites [E#]")
+    next_steps: list[Bullet] = Field(max_length=4, description="recommended next steps for the analyst")
 
 
 FACTUAL_SECTIONS: tuple[str, ...] = ("summary", "impacted", "timeline")
