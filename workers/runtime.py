@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import text
@@ -29,25 +30,31 @@ RunnerFactory = Callable[[Settings], Runner]
 _CPU_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def prepare_checkpoints(db_url: str) -> None:
+def prepare_checkpoints(db_url: str, *, timeout: float = 300.0) -> None:
     """Create the checkpointer's tables once, before any run, one process at a time.
 
     LangGraph's ``PostgresSaver.setup()`` is not safe to run concurrently on a database that lacks its
-    tables (two creators collide on ``CREATE TABLE``), so worker processes take an advisory lock for it.
+    tables (two creators collide on ``CREATE TABLE``), so worker processes serialize it with an advisory
+    lock. The lock is polled outside any transaction: the setup's ``CREATE INDEX CONCURRENTLY`` waits for
+    every open transaction of the database, a waiting lock statement included.
     """
     if is_sqlite(db_url):
         with open_checkpointer(db_url):
             return
-    engine = make_engine(db_url)
+    engine = make_engine(db_url).execution_options(isolation_level="AUTOCOMMIT")
+    key = "socflow-checkpoint-setup"
+    deadline = time.monotonic() + timeout
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(hashtext('socflow-checkpoint-setup'))"))
+            while not conn.scalar(text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": key}):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("another process held the checkpoint set-up lock too long")
+                time.sleep(0.2)
             try:
                 with open_checkpointer(db_url):
                     pass
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(hashtext('socflow-checkpoint-setup'))"))
-                conn.commit()
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
     finally:
         engine.dispose()
 

@@ -45,6 +45,7 @@ from socflow.model.structured import (
 T = TypeVar("T", bound=BaseModel)
 
 REPETITION_PENALTY = 1.2
+MIN_ROOM_TOKENS = 16  # below this the prompt itself is too long
 DEFAULT_CACHE_DIR = Path("~/.cache/socflow/models").expanduser()
 
 
@@ -270,6 +271,18 @@ class TransformersModel:
                 f"of {context}"
             )
 
+    def _fit_budget(self, n_prompt: int, max_new: int, rec: CallRecord) -> int:
+        """``max_new`` clamped to the room the context leaves. A structured answer cut short fails
+        validation and takes the repair-then-typed-failure path instead of failing the run here."""
+        context = self.load().context_length
+        if context is None or n_prompt + max_new <= context:
+            return max_new
+        room = context - n_prompt
+        if room < MIN_ROOM_TOKENS:
+            self._check_length(n_prompt, max_new)
+        rec.parameters["max_new_tokens_clamped"] = room
+        return room
+
     def _generate_ids(self, prompt: str, max_new: int, grammar: Any | None, rec: CallRecord) -> str:
         """Greedy generation from a rendered prompt; adds the prompt and completion tokens to ``rec``."""
         import torch
@@ -279,7 +292,7 @@ class TransformersModel:
         enc = loaded.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         n_prompt = int(enc["input_ids"].shape[1])
         rec.prompt_tokens += n_prompt
-        self._check_length(n_prompt, max_new)
+        max_new = self._fit_budget(n_prompt, max_new, rec)
         config = GenerationConfig(
             max_new_tokens=max_new,
             do_sample=False,

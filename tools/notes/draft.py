@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from socflow.errors import StructuredOutputError
+from socflow.errors import ModelError, StructuredOutputError, UnscriptedCallError
 from socflow.model.base import CallContext, Message, ModelClient
 from socflow.untrusted import clean_text, fence
 from tools.attack.catalog import AttackCatalog, load_catalog
@@ -107,15 +107,15 @@ def draft_case_note(
             sections = model.generate_structured(
                 note_prompt(case, evidence, techniques, actions, last), NoteSections, ctx=ctx
             )
-        except StructuredOutputError:
-            last = [
-                Finding(
-                    code=FindingCode.MODEL_ERROR,
-                    section="note",
-                    detail="the reply did not match the note schema",
-                    attempt=attempts,
-                )
-            ]
+        except UnscriptedCallError:
+            raise  # a test double with no script: fail loudly, never hide it behind the fallback
+        except ModelError as exc:
+            detail = (
+                "the reply did not match the note schema"
+                if isinstance(exc, StructuredOutputError)
+                else f"the model could not answer ({exc.code})"
+            )
+            last = [Finding(code=FindingCode.MODEL_ERROR, section="note", detail=detail, attempt=attempts)]
         else:
             last = check_sections(
                 sections, evidence_labels=labels, techniques=techniques, actions=actions, catalog=catalog,

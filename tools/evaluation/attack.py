@@ -1,0 +1,276 @@
+"""``attack-text`` and ``attack-logs``: ATT&CK mapping quality on labelled text and labelled log files.
+
+attack-text: JSONL rows ``{"text": ..., "techniques": [...]}``; ``map_techniques`` on the text alone (no
+rule tags). Gold ids are resolved through the catalog (v19 ids via the crosswalk, revoked ids to their
+replacement); unresolvable gold ids are counted and dropped.
+
+attack-logs: a folder of log files and ``labels.csv``/``labels.jsonl``. Each file is loaded into a fresh
+in-memory embedded SIEM; the shipped Sigma rules run over it and every alert is mapped as alert_triage's
+``map_attack`` does (title + description + rule tags, the model choosing among candidates). A second
+variant maps from the loaded events' own field values only (``event_query_text``), without rule tags.
+Neither path ever sees the file name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from socflow.errors import AttackError
+from socflow.evaluation import metrics
+from socflow.evaluation.datasets import DatasetError, LogLabel, matches, read_jsonl, read_log_labels
+from socflow.evaluation.report import EvalReport, ItemResult
+from socflow.evaluation.tasks import EvalOptions
+from socflow.model.base import CallContext, ModelClient
+from tools.attack import AttackCatalog, MappingInput, MappingResult, get_index, load_catalog, map_techniques
+from tools.attack.catalog import V19_TACTICS
+from tools.attack.query import event_query_text
+from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules, detect
+from tools.siem.embedded import EmbeddedSiem
+
+#: Events whose field values make up the "event content" query of one file.
+MAX_QUERY_EVENTS = 200
+MAX_QUERY_CHARS = 20_000
+VARIANT_ALL = "all_sources"
+VARIANT_CONTENT = "retrieval_model_no_rule_tags"
+
+
+def resolve_gold(catalog: AttackCatalog, ids: list[str]) -> tuple[set[str], list[str]]:
+    """Catalog ids for label ids (v19 -> every v18.1 id it stood for), and the ids that did not resolve."""
+    out: set[str] = set()
+    bad: list[str] = []
+    for tid in ids:
+        try:
+            out |= {t.id for t in catalog.resolve_all([tid])}
+        except AttackError:
+            bad.append(tid)
+    return out, bad
+
+
+def ranked_ids(results: list[MappingResult]) -> list[str]:
+    """Technique ids from several mappings, best first: higher confidence, then first seen."""
+    best: dict[str, float] = {}
+    for result in results:
+        for t in result.techniques:
+            best[t.technique_id] = max(best.get(t.technique_id, 0.0), t.confidence)
+    order = {tid: n for n, tid in enumerate(best)}
+    return sorted(best, key=lambda tid: (-best[tid], order[tid]))
+
+
+def invalid_count(catalog: AttackCatalog, ids: list[str]) -> int:
+    return sum(1 for tid in ids if tid not in catalog or not catalog.lookup(tid).active)
+
+
+# -- attack-text ---------------------------------------------------------------------------------------
+
+
+def text_metrics(gold: list[set[str]], pred: list[set[str]]) -> dict[str, Any]:
+    return {
+        "full": metrics.set_scores(gold, pred),
+        "parent": metrics.set_scores([metrics.parents(g) for g in gold], [metrics.parents(p) for p in pred]),
+    }
+
+
+def run_text(opts: EvalOptions) -> EvalReport:
+    catalog, index = load_catalog(), get_index()
+    rows = []
+    for line, row in read_jsonl(opts.dataset):
+        if not isinstance(row.get("text"), str) or not isinstance(row.get("techniques"), list):
+            raise DatasetError(f"{opts.dataset}:{line}: needs 'text' (string) and 'techniques' (list)")
+        rows.append((line, row))
+    rows = rows[: opts.limit] if opts.limit is not None else rows
+    opts.on_total(len(rows))
+    items: list[ItemResult] = []
+    gold_sets: list[set[str]] = []
+    pred_sets: list[set[str]] = []
+    unresolved = invalid = 0
+    for line, row in rows:
+        gold, bad = resolve_gold(catalog, [str(t) for t in row["techniques"]])
+        unresolved += len(bad)
+        item = ItemResult(id=str(row.get("id", f"line-{line}")), label={"techniques": sorted(gold)})
+        with opts.measure(item):
+            result = map_techniques(
+                MappingInput(text=row["text"]),
+                model=opts.model,
+                catalog=catalog,
+                index=index,
+                ctx=CallContext(node="map_attack"),
+            )
+        ids = ranked_ids([result])
+        invalid += invalid_count(catalog, ids)
+        item.prediction = {"techniques": ids, "model_choice": result.model_choice}
+        if bad:
+            item.label["unresolved"] = bad
+        items.append(item)
+        gold_sets.append(gold)
+        pred_sets.append(set(ids))
+    return EvalReport(
+        task=opts.task,
+        dataset=str(opts.dataset),
+        model=opts.model_name,
+        workflow_version=f"attack-catalog@{catalog.version}",
+        counts={"items": len(items), "unresolved_gold_ids": unresolved},
+        metrics={**text_metrics(gold_sets, pred_sets), "invalid_ids_emitted": invalid},
+        items=items,
+    )
+
+
+# -- attack-logs ---------------------------------------------------------------------------------------
+
+
+class LogLabels:
+    """Gold techniques and tactics of one labelled file, by the documented rules."""
+
+    def __init__(self, catalog: AttackCatalog, label: LogLabel) -> None:
+        self.ambiguous = 0
+        self.unresolved: list[str] = []
+        if label.technique_ids_v18_1 is not None:
+            self.techniques, self.unresolved = resolve_gold(catalog, label.technique_ids_v18_1)
+        else:
+            self.techniques = set()
+            for tid in label.technique_ids:
+                try:
+                    if len(catalog.v19_to_v18(tid)) > 1:
+                        self.ambiguous += 1
+                except AttackError:
+                    pass
+                ids, bad = resolve_gold(catalog, [tid])
+                self.techniques |= ids
+                self.unresolved += bad
+        self.tactics = set(label.tactic_ids)
+        if not self.tactics:
+            for name in label.tactics:
+                short = name.strip().lower().replace("_", "-").replace(" ", "-")
+                try:
+                    self.tactics.add(catalog.tactic(V19_TACTICS.get(short, short)).id)
+                except AttackError:
+                    self.unresolved.append(name)
+
+
+def _tactic_ids(catalog: AttackCatalog, tid: str) -> set[str]:
+    return {catalog.tactic(s).id for s in catalog.lookup(tid).tactics}
+
+
+def logs_metrics(rows: list[tuple[list[str], set[str], set[str]]], catalog: AttackCatalog) -> dict[str, Any]:
+    """rows: (ranked predictions, gold techniques, gold tactics) per file."""
+    tech_rows = [r for r in rows if r[1]]
+    tactic_rows = [r for r in rows if r[2]]
+    out: dict[str, Any] = {"files_with_technique_labels": len(tech_rows)}
+    for k, level in ((1, False), (3, False), (1, True), (3, True)):
+        name = f"top{k}_{'parent' if level else 'full'}"
+        hits = [metrics.hit_at_k(ranked, gold, k, parent_level=level) for ranked, gold, _ in tech_rows]
+        out[name] = metrics.mean(1.0 if h else 0.0 for h in hits)
+    out["jaccard_parent"] = metrics.mean(
+        metrics.jaccard(metrics.parents(gold), metrics.parents(ranked)) for ranked, gold, _ in tech_rows
+    )
+    out["f1_parent"] = metrics.mean(
+        metrics.set_f1(metrics.parents(gold), metrics.parents(ranked)) for ranked, gold, _ in tech_rows
+    )
+    out["files_with_tactic_labels"] = len(tactic_rows)
+    out["tactic_accuracy"] = metrics.mean(
+        1.0 if ranked and _tactic_ids(catalog, ranked[0]) & tactics else 0.0
+        for ranked, _, tactics in tactic_rows
+    )
+    return out
+
+
+def content_query(siem: EmbeddedSiem) -> str:
+    parts: list[str] = []
+    for n, event in enumerate(siem.iter_all()):
+        if n >= MAX_QUERY_EVENTS:
+            break
+        parts.append(event_query_text(event.raw))
+    return "\n".join(parts)[:MAX_QUERY_CHARS]
+
+
+def map_file(
+    path: Path, rules: list[Any], *, model: ModelClient | None, catalog: AttackCatalog
+) -> dict[str, Any]:
+    """Predictions for one log file from its content: both variants, and what the SIEM made of it."""
+    index = get_index()
+    ctx = CallContext(node="map_attack")
+    with EmbeddedSiem(":memory:") as siem:
+        loaded = siem.load([path])
+        alerts = list(detect(siem, rules, DetectReport()))
+        by_rule: list[MappingResult] = []
+        seen: set[str] = set()
+        for alert in alerts:
+            if alert.rule.id in seen:
+                continue
+            seen.add(alert.rule.id)
+            text = f"{alert.title}. {alert.description or ''}"[:4000]
+            by_rule.append(
+                map_techniques(
+                    MappingInput(text=text, rule_tags=alert.rule.tags),
+                    model=model,
+                    catalog=catalog,
+                    index=index,
+                    ctx=ctx,
+                )
+            )
+        query = content_query(siem)
+    content = (
+        [map_techniques(MappingInput(text=query), model=model, catalog=catalog, index=index, ctx=ctx)]
+        if query.strip()
+        else []
+    )
+    return {
+        "events": loaded.loaded,
+        "skipped_records": loaded.skipped_count,
+        "alerts": len(alerts),
+        "rules_fired": sorted(seen),
+        VARIANT_ALL: ranked_ids(by_rule) or ranked_ids(content),
+        VARIANT_CONTENT: ranked_ids(content),
+    }
+
+
+def run_logs(opts: EvalOptions) -> EvalReport:
+    if not opts.dataset.is_dir():
+        raise DatasetError(f"{opts.dataset}: not a folder")
+    catalog = load_catalog()
+    labels = [lb for lb in read_log_labels(opts.dataset, opts.labels) if matches(lb.file, opts.include)]
+    missing = [lb.file for lb in labels if not (opts.dataset / lb.file).is_file()]
+    labels = [lb for lb in labels if (opts.dataset / lb.file).is_file()]
+    labels = labels[: opts.limit] if opts.limit is not None else labels
+    opts.on_total(len(labels))
+    compile_report = DetectReport()
+    rules = compile_rules([DEFAULT_RULES_DIR], compile_report)
+    items: list[ItemResult] = []
+    rows: dict[str, list[tuple[list[str], set[str], set[str]]]] = {VARIANT_ALL: [], VARIANT_CONTENT: []}
+    ambiguous = no_technique = 0
+    invalid = 0
+    for label in labels:
+        gold = LogLabels(catalog, label)
+        ambiguous += gold.ambiguous
+        no_technique += 0 if gold.techniques else 1
+        item = ItemResult(
+            id=label.file,
+            label={"techniques": sorted(gold.techniques), "tactics": sorted(gold.tactics)},
+        )
+        if gold.unresolved:
+            item.label["unresolved"] = gold.unresolved
+        with opts.measure(item):
+            item.prediction = map_file(opts.dataset / label.file, rules, model=opts.model, catalog=catalog)
+        for variant, bucket in rows.items():
+            invalid += invalid_count(catalog, item.prediction[variant])
+            bucket.append((item.prediction[variant], gold.techniques, gold.tactics))
+        items.append(item)
+    return EvalReport(
+        task=opts.task,
+        dataset=str(opts.dataset),
+        model=opts.model_name,
+        workflow_version=f"attack-catalog@{catalog.version}; sigma-rules={compile_report.rules_converted}",
+        counts={
+            "files": len(items),
+            "files_missing": len(missing),
+            "files_without_technique_labels": no_technique,
+            "ambiguous_v19_label_ids": ambiguous,
+            "files_without_alerts": sum(1 for i in items if not i.prediction["alerts"]),
+        },
+        metrics={
+            **{variant: logs_metrics(bucket, catalog) for variant, bucket in rows.items()},
+            "invalid_ids_emitted": invalid,
+        },
+        notes=[f"missing file: {f}" for f in missing[:20]],
+        items=items,
+    )
