@@ -30,9 +30,9 @@ def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | No
             load_in_4bit=settings.load_in_4bit,
             recorder=recorder,
             # Read with defaults until ModelSettings has these fields (model runtime part 2).
-            batching=bool(getattr(settings, "batching", False)),
-            batch_max_size=int(getattr(settings, "batch_max_size", 8)),
-            batch_wait_ms=float(getattr(settings, "batch_wait_ms", 20.0)),
+            batching=settings.batching,
+            batch_max_size=settings.batch_max_size,
+            batch_wait_ms=settings.batch_wait_ms,
         )
     if settings.backend == "scripted":
         from socflow.model.scripted import ScriptedModel
@@ -47,8 +47,8 @@ def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | No
             settings.name,
             timeout_seconds=settings.timeout_seconds,
             max_new_tokens=settings.max_new_tokens,
-            max_retries=int(getattr(settings, "max_retries", 2)),
-            api_key=_secret(getattr(settings, "endpoint_api_key", None)),
+            max_retries=settings.max_retries,
+            api_key=_secret(settings.endpoint_api_key),
             recorder=recorder,
         )
     if settings.backend == "none":

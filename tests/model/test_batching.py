@@ -166,13 +166,12 @@ def test_a_closed_engine_refuses_new_work(tiny_dir: Path) -> None:
 
 
 def test_the_factory_passes_the_batching_settings(tiny_dir: Path) -> None:
-    from types import SimpleNamespace
 
     from socflow.model.factory import build_model_client
     from socflow.settings import ModelSettings
 
     base = ModelSettings(backend="transformers", name=str(tiny_dir), device="cpu")
     assert build_model_client(base, None).batching is False  # type: ignore[attr-defined]
-    settings: Any = SimpleNamespace(**base.model_dump(), batching=True, batch_max_size=4, batch_wait_ms=5.0)
+    settings = base.model_copy(update={"batching": True, "batch_max_size": 4, "batch_wait_ms": 5.0})
     client = build_model_client(settings, None)
     assert (client.batching, client.batch_max_size, client.batch_wait_ms) == (True, 4, 5.0)  # type: ignore[attr-defined]
