@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -27,8 +28,8 @@ from sqlalchemy import func, select
 
 from socflow import __version__, migrate, wiring
 from socflow.db import make_engine, session_factory
-from socflow.grouping import OneCasePerAlert
 from socflow.evaluation.tasks import CountingRecorder
+from socflow.grouping import OneCasePerAlert
 from socflow.ingest import IngestService
 from socflow.model.base import Message
 from socflow.model.recorder import ModelCallRecorder
@@ -143,7 +144,9 @@ def overhead(workdir: Path, n: int) -> dict[str, Any]:
 
     def invoke(i: int, case_id: int | None) -> None:
         ctx = RunContext(run_id=f"bare-{i}", case_id=case_id, deps=bare.deps)
-        graph.invoke(spec.initial_state(case_id, {}), {"configurable": {"thread_id": f"bare-{i}"}}, context=ctx)
+        graph.invoke(
+            spec.initial_state(case_id, {}), {"configurable": {"thread_id": f"bare-{i}"}}, context=ctx
+        )
 
     invoke(-1, cases[0])
     started = time.perf_counter()
@@ -166,7 +169,8 @@ def storm(workdir: Path, n: int) -> dict[str, Any]:
     ingest_s = 0.0
     for lo in range(0, n, CHUNK):
         lines = [
-            json.dumps(bench_alert(i, incident=i % INCIDENTS, start=start)) for i in range(lo, min(n, lo + CHUNK))
+            json.dumps(bench_alert(i, incident=i % INCIDENTS, start=start))
+            for i in range(lo, min(n, lo + CHUNK))
         ]
         t = time.perf_counter()
         report = p.service.ingest_text("\n".join(lines), actor="bench")
@@ -245,8 +249,6 @@ def batching(workdir: Path, requests: int = 8, max_new_tokens: int = 24) -> dict
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     return {
         "socflow": __version__,
         "python": platform.python_version(),
@@ -258,7 +260,9 @@ def machine() -> dict[str, Any]:
 
 
 def _lines(name: str, figures: dict[str, Any]) -> list[str]:
-    return [f"{name}.{k}: {v:.3f}" if isinstance(v, float) else f"{name}.{k}: {v}" for k, v in figures.items()]
+    return [
+        f"{name}.{k}: {v:.3f}" if isinstance(v, float) else f"{name}.{k}: {v}" for k, v in figures.items()
+    ]
 
 
 def run_bench(

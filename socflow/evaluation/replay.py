@@ -42,7 +42,9 @@ class IntoOneCase:
             case = store.create_case(title=alert.title, severity=alert.severity, actor=actor)
             self.case_id = case.id
             return Assignment(case=case, created=True, grouping_key=None, reason="replay")
-        return Assignment(case=store.get_case(self.case_id), created=False, grouping_key=None, reason="replay")
+        return Assignment(
+            case=store.get_case(self.case_id), created=False, grouping_key=None, reason="replay"
+        )
 
 
 def alert_payload(alert: Alert) -> dict[str, Any]:

@@ -30,12 +30,14 @@ def test_init_is_idempotent_and_demo_adds_nothing_twice(tmp_path: Path) -> None:
 
     demo = _run(["demo", "--no-triage"], tmp_path)
     assert demo.returncode == 0, demo.stderr
-    assert "6 new" in demo.stdout
+    assert "4 new events" in demo.stdout  # the bundled events, loaded into the embedded SIEM
+    assert "alerts: 5 new, 0 already ingested, 0 rejected; 5 triage runs queued" in demo.stdout
     second = _run(["demo", "--no-triage"], tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "0 new, 6 already ingested" in second.stdout
+    assert "0 new events (4 already loaded)" in second.stdout
+    assert "alerts: 0 new, 5 already ingested, 0 rejected; 0 triage runs queued" in second.stdout
     listed = _run(["cases", "list"], tmp_path)
-    assert "LSASS process memory" in listed.stdout
+    assert "LSASS Process" in listed.stdout
 
 
 def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_logs_metrics_by_hand() -> None:
     assert m["top3_full"] == pytest.approx(1 / 3)
     assert m["top1_parent"] == pytest.approx(1 / 3)
     assert m["top3_parent"] == pytest.approx(2 / 3)
-    # parent sets: {T1059,T1105} vs {T1059}: J 1/2, F1 2/3; {T1105,T1059} vs {T1059}: same; {} vs {T1003}: 0, 0
+    # parents {T1059,T1105} vs {T1059}: J 1/2, F1 2/3 (twice); {} vs {T1003}: 0, 0
     assert m["jaccard_parent"] == pytest.approx((0.5 + 0.5 + 0) / 3)
     assert m["f1_parent"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
     assert m["files_with_tactic_labels"] == 4
@@ -67,7 +67,10 @@ def test_attack_text_by_hand(tmp_path: Path) -> None:
     data.write_text(
         "\n".join(
             json.dumps(r)
-            for r in [{"text": texts[0], "techniques": [top[0]]}, {"text": texts[1], "techniques": ["T1003.001"]}]
+            for r in [
+                {"text": texts[0], "techniques": [top[0]]},
+                {"text": texts[1], "techniques": ["T1003.001"]},
+            ]
         ),
         encoding="utf-8",
     )

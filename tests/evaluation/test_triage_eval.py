@@ -53,7 +53,9 @@ def test_triage_metrics_by_hand(tmp_path: Path) -> None:
     counter = CountingRecorder()
     model = triage_model(ANSWERS)
     attach_counter(model, counter)
-    opts = EvalOptions(task="triage", dataset=_dataset(tmp_path), workdir=tmp_path, model=model, counter=counter)
+    opts = EvalOptions(
+        task="triage", dataset=_dataset(tmp_path), workdir=tmp_path, model=model, counter=counter
+    )
     report = triage.run(opts)
     assert [i.error for i in report.items] == [None] * 4
     assert [i.prediction["verdict"] for i in report.items] == [ANSWERS[m][0] for m, _, _ in LABELS]

@@ -1,0 +1,132 @@
+"""Trim checkpoint history: finished runs keep their final checkpoint, their older checkpoints go.
+
+LangGraph writes a checkpoint per super-step (``durability="sync"``), so a triage run leaves a dozen; only
+the last one matters once the run is final (``completed``, ``failed``, ``superseded``): it holds the
+final state that ``WorkflowSpec.read_state`` and the UI read. Runs that may still move (queued, running,
+awaiting input) are never touched; nor are alerts, cases, notes, model calls or audit events.
+
+PostgreSQL: LangGraph's ``PostgresSaver.prune(strategy="keep_latest")`` (the kept checkpoint's pending
+writes and blobs stay). SQLite: the same rule on the SQLite saver's ``checkpoints`` and ``writes``
+tables. ``vacuum=True`` then returns the space (``VACUUM``; on SQLite the file shrinks).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from socflow.checkpoints import open_checkpointer
+from socflow.db import is_sqlite
+from socflow.runner import FINAL
+from socflow.schemas import now_utc
+from socflow.tables import WorkflowRun
+
+PG_TABLES = ("checkpoints", "checkpoint_writes", "checkpoint_blobs")
+SQLITE_TABLES = ("checkpoints", "writes")
+BATCH = 200
+
+_SQLITE_KEEP_LATEST = (
+    """DELETE FROM writes WHERE thread_id = :t AND checkpoint_id < (
+         SELECT max(c.checkpoint_id) FROM checkpoints c
+         WHERE c.thread_id = writes.thread_id AND c.checkpoint_ns = writes.checkpoint_ns)""",
+    """DELETE FROM checkpoints WHERE thread_id = :t AND checkpoint_id < (
+         SELECT max(c.checkpoint_id) FROM checkpoints c
+         WHERE c.thread_id = checkpoints.thread_id AND c.checkpoint_ns = checkpoints.checkpoint_ns)""",
+)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    runs: int
+    rows_before: int
+    rows_after: int
+    bytes_before: int
+    bytes_after: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.runs} finished runs pruned; checkpoint rows {self.rows_before} -> {self.rows_after}; "
+            f"database {self.bytes_before:,} -> {self.bytes_after:,} bytes"
+        )
+
+
+def database_bytes(engine: Engine) -> int:
+    """The database's size: ``pg_database_size`` on PostgreSQL, the file (and its WAL) on SQLite."""
+    url = engine.url
+    if is_sqlite(str(url)):
+        path = url.database or ""
+        return sum(os.path.getsize(p) for p in (path, path + "-wal") if path and os.path.exists(p))
+    with engine.connect() as conn:
+        return int(conn.scalar(text("SELECT pg_database_size(current_database())")) or 0)
+
+
+def checkpoint_rows(engine: Engine) -> int:
+    tables = SQLITE_TABLES if is_sqlite(str(engine.url)) else PG_TABLES
+    total = 0
+    with engine.connect() as conn:
+        for table in tables:
+            try:
+                total += int(conn.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+            except Exception:  # the checkpointer has not created its tables yet
+                conn.rollback()
+    return total
+
+
+def finished_runs(factory: sessionmaker[Session], before: datetime) -> list[str]:
+    with factory() as s:
+        return list(
+            s.scalars(
+                select(WorkflowRun.id).where(
+                    WorkflowRun.status.in_([f.value for f in FINAL]), WorkflowRun.finished_at < before
+                )
+            )
+        )
+
+
+def prune_checkpoints(
+    engine: Engine,
+    factory: sessionmaker[Session],
+    *,
+    older_than: timedelta,
+    vacuum: bool = False,
+    clock: Callable[[], datetime] = now_utc,
+) -> PruneReport:
+    """Keep only the final checkpoint of runs that finished more than ``older_than`` ago."""
+    url = engine.url.render_as_string(hide_password=False)
+    bytes_before, rows_before = database_bytes(engine), checkpoint_rows(engine)
+    runs = finished_runs(factory, clock() - older_than)
+    for i in range(0, len(runs), BATCH):
+        chunk = runs[i : i + BATCH]
+        if is_sqlite(url):
+            with engine.begin() as conn:
+                for run_id in chunk:
+                    for sql in _SQLITE_KEEP_LATEST:
+                        conn.execute(text(sql), {"t": run_id})
+        else:
+            with open_checkpointer(url) as saver:
+                saver.prune(chunk, strategy="keep_latest")
+    if vacuum:
+        _vacuum(engine)
+    return PruneReport(
+        runs=len(runs),
+        rows_before=rows_before,
+        rows_after=checkpoint_rows(engine),
+        bytes_before=bytes_before,
+        bytes_after=database_bytes(engine),
+    )
+
+
+def _vacuum(engine: Engine) -> None:
+    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with auto.connect() as conn:
+        if is_sqlite(str(engine.url)):
+            conn.execute(text("VACUUM"))
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        else:
+            for table in PG_TABLES:
+                conn.execute(text(f"VACUUM (ANALYZE) {table}"))
