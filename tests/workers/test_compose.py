@@ -42,30 +42,32 @@ def load(path: Path = COMPOSE) -> dict[str, Any]:
 
 def command_problems(name: str, argv: list[str], cli: click.Command) -> list[str]:
     """Parse ``argv`` (after ``socflow``) with the real command tree, without running anything."""
-    problems: list[str] = []
+    path: list[str] = []
+    cmd, parent, rest = cli, None, list(argv)
     try:
-        ctx = cli.make_context("socflow", list(argv), resilient_parsing=False)
-        path: list[str] = []
-        cmd: click.Command = cli
-        while isinstance(cmd, click.Group):
-            rest = [*ctx.protected_args, *ctx.args]
-            if not rest:
+        while True:
+            ctx = click.Context(cmd, info_name=path[-1] if path else "socflow", parent=parent)
+            with ctx:
+                rest = cmd.parse_args(ctx, rest)
+            if not isinstance(cmd, click.Group) or not rest:
                 break
             sub_name, sub, rest = cmd.resolve_command(ctx, rest)
             if sub is None or sub_name is None:
-                problems.append(f"{name}: no command {rest[0]!r}")
-                return problems
+                return [f"{name}: no command {rest[0]!r}"]
             path.append(sub_name)
-            ctx = sub.make_context(sub_name, rest, parent=ctx, resilient_parsing=False)
-            cmd = sub
-    except click.exceptions.Exit:
-        pass
+            cmd, parent = sub, ctx
+    except click.UsageError as exc:
+        if "No such command" in exc.format_message():
+            return [f"{name}: no command {rest[0]!r} ({exc.format_message()})"]
+        return [f"{name}: socflow {' '.join(argv)}: {exc.format_message()}"]
     except click.ClickException as exc:
         return [f"{name}: socflow {' '.join(argv)}: {exc.format_message()}"]
+    if not isinstance(cmd, click.Group) and rest:
+        return [f"{name}: unexpected arguments {rest}"]
     result = CliRunner().invoke(cli, [*path, "--help"])
     if result.exit_code != 0:
-        problems.append(f"{name}: socflow {' '.join(path)} --help exited {result.exit_code}")
-    return problems
+        return [f"{name}: socflow {' '.join(path)} --help exited {result.exit_code}"]
+    return []
 
 
 def setting_problems(name: str, env: dict[str, str]) -> list[str]:
