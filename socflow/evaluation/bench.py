@@ -32,8 +32,10 @@ from socflow.evaluation.tasks import CountingRecorder
 from socflow.grouping import OneCasePerAlert
 from socflow.ingest import IngestService
 from socflow.model.base import Message
+from socflow.model.hf import TransformersModel
 from socflow.model.recorder import ModelCallRecorder
 from socflow.model.scripted import ScriptedModel, ScriptRule
+from socflow.model.tiny import build_tiny_llama
 from socflow.schemas import now_utc
 from socflow.sdk import RunContext
 from socflow.settings import Settings
@@ -194,9 +196,6 @@ def storm(workdir: Path, n: int) -> dict[str, Any]:
 
 def batching(workdir: Path, requests: int = 8, max_new_tokens: int = 24) -> dict[str, Any]:
     """Sequential vs concurrent-batched generations on the tiny random Llama (CPU unless a GPU is free)."""
-    from socflow.model.hf import TransformersModel
-    from socflow.model.tiny import build_tiny_llama
-
     directory = build_tiny_llama(workdir / "tiny-llama", seed=0)
     base = TransformersModel(str(directory), device="cpu")
     loaded = base.load()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from socflow.errors import AttackError
+from socflow.errors import AttackError, ModelError
 from socflow.evaluation import metrics
 from socflow.evaluation.datasets import DatasetError, LogLabel, matches, read_jsonl, read_log_labels
 from socflow.evaluation.report import EvalReport, ItemResult
@@ -48,13 +48,21 @@ def resolve_gold(catalog: AttackCatalog, ids: list[str]) -> tuple[set[str], list
 
 
 def ranked_ids(results: list[MappingResult]) -> list[str]:
-    """Technique ids from several mappings, best first: higher confidence, then first seen."""
+    """Mapped technique ids from several mappings, best first: higher confidence, then first seen."""
     best: dict[str, float] = {}
     for result in results:
         for t in result.techniques:
             best[t.technique_id] = max(best.get(t.technique_id, 0.0), t.confidence)
     order = {tid: n for n, tid in enumerate(best)}
     return sorted(best, key=lambda tid: (-best[tid], order[tid]))
+
+
+def ranked_with_candidates(results: list[MappingResult]) -> list[str]:
+    """The mapped ids (``ranked_ids``), then the mappers' other candidates in their order (for top-k)."""
+    out = ranked_ids(results)
+    for result in results:
+        out.extend(c.id for c in result.candidates if c.id not in out)
+    return out
 
 
 def invalid_count(catalog: AttackCatalog, ids: list[str]) -> int:
@@ -72,7 +80,8 @@ def text_metrics(gold: list[set[str]], pred: list[set[str]]) -> dict[str, Any]:
 
 
 def run_text(opts: EvalOptions) -> EvalReport:
-    catalog, index = load_catalog(), get_index()
+    catalog = load_catalog()
+    mapper = Mapper(opts.model, catalog)
     rows = []
     for line, row in read_jsonl(opts.dataset):
         if not isinstance(row.get("text"), str) or not isinstance(row.get("techniques"), list):
@@ -89,13 +98,10 @@ def run_text(opts: EvalOptions) -> EvalReport:
         unresolved += len(bad)
         item = ItemResult(id=str(row.get("id", f"line-{line}")), label={"techniques": sorted(gold)})
         with opts.measure(item):
-            result = map_techniques(
-                MappingInput(text=row["text"]),
-                model=opts.model,
-                catalog=catalog,
-                index=index,
-                ctx=CallContext(node="map_attack"),
-            )
+            errors = len(mapper.errors)
+            result = mapper(MappingInput(text=row["text"]))
+            if len(mapper.errors) > errors:
+                item.error = f"model failed: {mapper.errors[-1]}; mapped without the model"
         ids = ranked_ids([result])
         invalid += invalid_count(catalog, ids)
         item.prediction = {"techniques": ids, "model_choice": result.model_choice}
@@ -109,7 +115,7 @@ def run_text(opts: EvalOptions) -> EvalReport:
         dataset=str(opts.dataset),
         model=opts.model_name,
         workflow_version=f"attack-catalog@{catalog.version}",
-        counts={"items": len(items), "unresolved_gold_ids": unresolved},
+        counts={"items": len(items), "unresolved_gold_ids": unresolved, "model_errors": len(mapper.errors)},
         metrics={**text_metrics(gold_sets, pred_sets), "invalid_ids_emitted": invalid},
         items=items,
     )
@@ -151,25 +157,32 @@ def _tactic_ids(catalog: AttackCatalog, tid: str) -> set[str]:
     return {catalog.tactic(s).id for s in catalog.lookup(tid).tactics}
 
 
-def logs_metrics(rows: list[tuple[list[str], set[str], set[str]]], catalog: AttackCatalog) -> dict[str, Any]:
-    """rows: (ranked predictions, gold techniques, gold tactics) per file."""
-    tech_rows = [r for r in rows if r[1]]
-    tactic_rows = [r for r in rows if r[2]]
+Row = tuple[list[str], list[str], set[str], set[str]]
+
+
+def logs_metrics(rows: list[Row], catalog: AttackCatalog) -> dict[str, Any]:
+    """rows: (ranked suggestions, mapped ids, gold techniques, gold tactics) per file.
+
+    Top-k looks at the ranked suggestions (mapped ids, then the other candidates); Jaccard, F1 and tactic
+    accuracy look at what was mapped (what a case would carry).
+    """
+    tech_rows = [r for r in rows if r[2]]
+    tactic_rows = [r for r in rows if r[3]]
     out: dict[str, Any] = {"files_with_technique_labels": len(tech_rows)}
     for k, level in ((1, False), (3, False), (1, True), (3, True)):
         name = f"top{k}_{'parent' if level else 'full'}"
-        hits = [metrics.hit_at_k(ranked, gold, k, parent_level=level) for ranked, gold, _ in tech_rows]
+        hits = [metrics.hit_at_k(ranked, gold, k, parent_level=level) for ranked, _, gold, _ in tech_rows]
         out[name] = metrics.mean(1.0 if h else 0.0 for h in hits)
     out["jaccard_parent"] = metrics.mean(
-        metrics.jaccard(metrics.parents(gold), metrics.parents(ranked)) for ranked, gold, _ in tech_rows
+        metrics.jaccard(metrics.parents(gold), metrics.parents(mapped)) for _, mapped, gold, _ in tech_rows
     )
     out["f1_parent"] = metrics.mean(
-        metrics.set_f1(metrics.parents(gold), metrics.parents(ranked)) for ranked, gold, _ in tech_rows
+        metrics.set_f1(metrics.parents(gold), metrics.parents(mapped)) for _, mapped, gold, _ in tech_rows
     )
     out["files_with_tactic_labels"] = len(tactic_rows)
     out["tactic_accuracy"] = metrics.mean(
-        1.0 if ranked and _tactic_ids(catalog, ranked[0]) & tactics else 0.0
-        for ranked, _, tactics in tactic_rows
+        1.0 if mapped and _tactic_ids(catalog, mapped[0]) & tactics else 0.0
+        for _, mapped, _, tactics in tactic_rows
     )
     return out
 
@@ -183,12 +196,25 @@ def content_query(siem: EmbeddedSiem) -> str:
     return "\n".join(parts)[:MAX_QUERY_CHARS]
 
 
-def map_file(
-    path: Path, rules: list[Any], *, model: ModelClient | None, catalog: AttackCatalog
-) -> dict[str, Any]:
+class Mapper:
+    """``map_techniques`` with the chosen model; a model failure (e.g. a prompt longer than the model's
+    context) is recorded and that one mapping falls back to no model, as the workflow would."""
+
+    def __init__(self, model: ModelClient | None, catalog: AttackCatalog) -> None:
+        self.model, self.catalog, self.index = model, catalog, get_index()
+        self.errors: list[str] = []
+
+    def __call__(self, inp: MappingInput) -> MappingResult:
+        ctx = CallContext(node="map_attack")
+        try:
+            return map_techniques(inp, model=self.model, catalog=self.catalog, index=self.index, ctx=ctx)
+        except ModelError as exc:
+            self.errors.append(type(exc).__name__)
+            return map_techniques(inp, model=None, catalog=self.catalog, index=self.index, ctx=ctx)
+
+
+def map_file(path: Path, rules: list[Any], mapper: Mapper) -> dict[str, Any]:
     """Predictions for one log file from its content: both variants, and what the SIEM made of it."""
-    index = get_index()
-    ctx = CallContext(node="map_attack")
     with EmbeddedSiem(":memory:") as siem:
         loaded = siem.load([path])
         alerts = list(detect(siem, rules, DetectReport()))
@@ -199,28 +225,21 @@ def map_file(
                 continue
             seen.add(alert.rule.id)
             text = f"{alert.title}. {alert.description or ''}"[:4000]
-            by_rule.append(
-                map_techniques(
-                    MappingInput(text=text, rule_tags=alert.rule.tags),
-                    model=model,
-                    catalog=catalog,
-                    index=index,
-                    ctx=ctx,
-                )
-            )
+            by_rule.append(mapper(MappingInput(text=text, rule_tags=alert.rule.tags)))
         query = content_query(siem)
-    content = (
-        [map_techniques(MappingInput(text=query), model=model, catalog=catalog, index=index, ctx=ctx)]
-        if query.strip()
-        else []
-    )
+    content = [mapper(MappingInput(text=query))] if query.strip() else []
+    rule_results = by_rule or content
     return {
         "events": loaded.loaded,
         "skipped_records": loaded.skipped_count,
         "alerts": len(alerts),
         "rules_fired": sorted(seen),
-        VARIANT_ALL: ranked_ids(by_rule) or ranked_ids(content),
+        VARIANT_ALL: ranked_ids(rule_results),
         VARIANT_CONTENT: ranked_ids(content),
+        "ranked": {
+            VARIANT_ALL: ranked_with_candidates(rule_results),
+            VARIANT_CONTENT: ranked_with_candidates(content),
+        },
     }
 
 
@@ -236,7 +255,8 @@ def run_logs(opts: EvalOptions) -> EvalReport:
     compile_report = DetectReport()
     rules = compile_rules([DEFAULT_RULES_DIR], compile_report)
     items: list[ItemResult] = []
-    rows: dict[str, list[tuple[list[str], set[str], set[str]]]] = {VARIANT_ALL: [], VARIANT_CONTENT: []}
+    rows: dict[str, list[Row]] = {VARIANT_ALL: [], VARIANT_CONTENT: []}
+    mapper = Mapper(opts.model, catalog)
     ambiguous = no_technique = 0
     invalid = 0
     for label in labels:
@@ -250,10 +270,14 @@ def run_logs(opts: EvalOptions) -> EvalReport:
         if gold.unresolved:
             item.label["unresolved"] = gold.unresolved
         with opts.measure(item):
-            item.prediction = map_file(opts.dataset / label.file, rules, model=opts.model, catalog=catalog)
+            errors = len(mapper.errors)
+            item.prediction = map_file(opts.dataset / label.file, rules, mapper)
+            if len(mapper.errors) > errors:
+                item.error = f"model failed on {len(mapper.errors) - errors} mapping(s): {mapper.errors[-1]}"
         for variant, bucket in rows.items():
             invalid += invalid_count(catalog, item.prediction[variant])
-            bucket.append((item.prediction[variant], gold.techniques, gold.tactics))
+            mapped = item.prediction[variant]
+            bucket.append((item.prediction["ranked"][variant], mapped, gold.techniques, gold.tactics))
         items.append(item)
     return EvalReport(
         task=opts.task,
@@ -266,6 +290,7 @@ def run_logs(opts: EvalOptions) -> EvalReport:
             "files_without_technique_labels": no_technique,
             "ambiguous_v19_label_ids": ambiguous,
             "files_without_alerts": sum(1 for i in items if not i.prediction["alerts"]),
+            "model_errors": len(mapper.errors),
         },
         metrics={
             **{variant: logs_metrics(bucket, catalog) for variant, bucket in rows.items()},
