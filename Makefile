@@ -45,6 +45,9 @@ format: install
 test: install services lint
 	$(BIN)/pytest
 
+fuzz: install
+	SOCFLOW_FUZZ_RANDOM=1 $(BIN)/pytest tests/api/test_fuzz.py -p no:randomly
+
 bench: install
 	$(BIN)/python -m pytest tests/benchmarks -s -p no:randomly --timeout 1800
 

@@ -168,7 +168,7 @@ def status(
         table.add_row(
             name,
             ",".join(q["name"] for q in queues.get(name, [])),
-            str(pool_info.get("implementation", "-")).rsplit(":", 1)[-1],
+            str(pool_info.get("implementation", "-")).split(":", 1)[0].rsplit(".", 1)[-1],
             str(pool_info.get("max-concurrency", "-")),
             str(len(active.get(name, []))),
             str(total),

@@ -39,15 +39,17 @@ def test_logs_metrics_by_hand() -> None:
     rows = [  # (ranked suggestions, mapped, gold techniques, gold tactics)
         (["T1059.001", "T1105"], ["T1059.001", "T1105"], {"T1059.001"}, {"TA0002"}),  # top1 hit, tactic ok
         (["T1105", "T1059.003"], ["T1105", "T1059.003"], {"T1059.001"}, {"TA0002"}),  # top3 parent hit only
-        (["T1003.001"], [], {"T1003.001"}, {"TA0006"}),  # a candidate, nothing mapped: top-k hit, J 0
+        (["T1003.001"], [], {"T1003.001"}, {"TA0006"}),  # only a candidate: no top-k hit, J 0
         (["T1105"], ["T1105"], set(), {"TA0011"}),  # no technique label: tactic only (C2: right)
     ]
     m = logs_metrics(rows, catalog)
     assert m["files_with_technique_labels"] == 3
-    assert m["top1_full"] == pytest.approx(2 / 3)
-    assert m["top3_full"] == pytest.approx(2 / 3)
-    assert m["top1_parent"] == pytest.approx(2 / 3)
-    assert m["top3_parent"] == pytest.approx(3 / 3)
+    assert m["top1_full"] == pytest.approx(1 / 3)
+    assert m["top3_full"] == pytest.approx(1 / 3)
+    assert m["top1_parent"] == pytest.approx(1 / 3)
+    assert m["top3_parent"] == pytest.approx(2 / 3)
+    assert m["candidates_top3_full"] == pytest.approx(2 / 3)  # rows 1 and 3
+    assert m["candidates_top3_parent"] == pytest.approx(3 / 3)
     # parents {T1059,T1105} vs {T1059}: J 1/2, F1 2/3 (twice); {} vs {T1003}: 0, 0
     assert m["jaccard_parent"] == pytest.approx((0.5 + 0.5 + 0) / 3)
     assert m["f1_parent"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)

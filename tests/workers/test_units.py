@@ -113,6 +113,37 @@ def test_the_sweeper_sends_stale_queued_and_expired_runs_once_per_grace(
     assert down.sweep_once().failed == 1  # the broker is down: stop this pass, try the next
 
 
+def test_the_sweeper_leaves_a_long_backlog_alone(sqlite_url: str, tmp_path: Path) -> None:
+    settings = settings_for(sqlite_url, tmp_path)
+    runner = make_runner(settings, None)
+    ids = [
+        runner.start(
+            "alert_triage",
+            case_id=ingest_one(settings, {"source": "t", "title": f"b{i}", "severity": "low"}),
+            actor="t",
+        )
+        for i in range(3)
+    ]
+    with runner.factory() as s, s.begin():
+        s.execute(update(WorkflowRun).values(updated_at=now_utc() - timedelta(seconds=120)))
+    depth = {"workflows": 3}
+    sent: list[str] = []
+
+    def sweeper() -> Sweeper:
+        return Sweeper(
+            runner.factory,
+            lambda r: sent.append(r) or True,
+            grace_seconds=60,
+            queue_of_workflow=lambda w: "workflows",
+            depths=lambda queues: {q: depth.get(q, 0) for q in queues},
+        )
+
+    report = sweeper().sweep_once()
+    assert sent == [] and report.backlogged == 3  # three messages for three queued runs: nothing lost
+    depth["workflows"] = 1  # two messages lost (or one, and one extra copy): send every stale run
+    assert sweeper().sweep_once().sent == 3 and sorted(sent) == sorted(ids)
+
+
 def _approved_and_waiting(settings: Settings) -> tuple[str, str, Any]:
     runner = make_runner(settings, scripted())
     runs = []

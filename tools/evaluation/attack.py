@@ -163,16 +163,22 @@ Row = tuple[list[str], list[str], set[str], set[str]]
 def logs_metrics(rows: list[Row], catalog: AttackCatalog) -> dict[str, Any]:
     """rows: (ranked suggestions, mapped ids, gold techniques, gold tactics) per file.
 
-    Top-k looks at the ranked suggestions (mapped ids, then the other candidates); Jaccard, F1 and tactic
-    accuracy look at what was mapped (what a case would carry).
+    Top-k, Jaccard, F1 and tactic accuracy judge the mapped ids (what a case would carry, best first);
+    ``candidates_top3_*`` judge the ranked suggestions (mapped ids, then the mapper's other candidates),
+    which do not depend on the model's choice.
     """
     tech_rows = [r for r in rows if r[2]]
     tactic_rows = [r for r in rows if r[3]]
     out: dict[str, Any] = {"files_with_technique_labels": len(tech_rows)}
     for k, level in ((1, False), (3, False), (1, True), (3, True)):
         name = f"top{k}_{'parent' if level else 'full'}"
-        hits = [metrics.hit_at_k(ranked, gold, k, parent_level=level) for ranked, _, gold, _ in tech_rows]
+        hits = [metrics.hit_at_k(mapped, gold, k, parent_level=level) for _, mapped, gold, _ in tech_rows]
         out[name] = metrics.mean(1.0 if h else 0.0 for h in hits)
+    for level in (False, True):
+        hits = [metrics.hit_at_k(ranked, gold, 3, parent_level=level) for ranked, _, gold, _ in tech_rows]
+        out[f"candidates_top3_{'parent' if level else 'full'}"] = metrics.mean(
+            1.0 if h else 0.0 for h in hits
+        )
     out["jaccard_parent"] = metrics.mean(
         metrics.jaccard(metrics.parents(gold), metrics.parents(mapped)) for _, mapped, gold, _ in tech_rows
     )
@@ -197,8 +203,8 @@ def content_query(siem: EmbeddedSiem) -> str:
 
 
 class Mapper:
-    """``map_techniques`` with the chosen model; a model failure (e.g. a prompt longer than the model's
-    context) is recorded and that one mapping falls back to no model, as the workflow would."""
+    """``map_techniques`` with the chosen model. A model failure (e.g. a prompt longer than the model's
+    context) is recorded in ``errors`` and that one mapping falls back to no model, so the run goes on."""
 
     def __init__(self, model: ModelClient | None, catalog: AttackCatalog) -> None:
         self.model, self.catalog, self.index = model, catalog, get_index()
