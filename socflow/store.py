@@ -221,6 +221,20 @@ class CaseStore:
         stmt = select(NoteRevision).where(NoteRevision.note_id == note.id, NoteRevision.comment == comment)
         return self.session.scalar(stmt.limit(1))
 
+    def find_run_step(self, run_id: str, action: str, step: int) -> dict[str, Any] | None:
+        """The state update a run recorded for an idempotent step (``action`` with ``data.step``), or None.
+
+        Graph nodes that write and finish in one transaction record their result this way, so a node
+        re-run after a crash returns what it did instead of doing it twice.
+        """
+        stmt = select(AuditEvent).where(
+            AuditEvent.action == action, AuditEvent.entity_type == "run", AuditEvent.entity_id == run_id
+        )
+        for event in self.session.scalars(stmt):
+            if (event.data or {}).get("step") == step:
+                return dict(event.data.get("update") or {})
+        return None
+
     def list_audit(self, *, case_id: int | None = None, action: str | None = None) -> list[AuditEvent]:
         stmt = select(AuditEvent)
         if case_id is not None:

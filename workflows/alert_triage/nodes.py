@@ -286,14 +286,6 @@ def await_approval(state: TriageState, runtime: Runtime[RunContext]) -> dict[str
     return {"decision": interrupt(state["approval_request"])}
 
 
-def _finalized(store: CaseStore, run_id: str, step: int) -> dict[str, Any] | None:
-    """The state update a finished ``finalize_case`` step recorded (a re-run after a crash returns it)."""
-    for e in store.list_audit(action="run.finalize_case"):
-        if e.entity_id == run_id and e.data.get("step") == step:
-            return dict(e.data.get("update") or {})
-    return None
-
-
 def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     case_id = state["case_id"]
@@ -303,7 +295,7 @@ def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str,
     update: dict[str, Any] = {"finalized": step}
     with ctx.deps.factory() as session, session.begin():
         store = CaseStore(session)
-        done = _finalized(store, ctx.run_id, step)
+        done = store.find_run_step(ctx.run_id, "run.finalize_case", step)
         if done is not None:  # re-run after a crash: the step committed atomically before the crash
             return done
         case = store.get_case(case_id)

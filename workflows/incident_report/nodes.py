@@ -380,13 +380,6 @@ def await_approval(state: IncidentState, runtime: Runtime[RunContext]) -> dict[s
     return {"decision": interrupt(state["approval_request"])}
 
 
-def _finalized(store: CaseStore, run_id: str, step: int) -> dict[str, Any] | None:
-    for e in store.list_audit(action="run.finalize_report"):
-        if e.entity_id == run_id and e.data.get("step") == step:
-            return dict(e.data.get("update") or {})
-    return None
-
-
 def finalize_report(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     case_id = state["case_id"]
@@ -396,7 +389,7 @@ def finalize_report(state: IncidentState, runtime: Runtime[RunContext]) -> dict[
     update: dict[str, Any] = {"finalized": step}
     with ctx.deps.factory() as session, session.begin():
         store = CaseStore(session)
-        done = _finalized(store, ctx.run_id, step)
+        done = store.find_run_step(ctx.run_id, "run.finalize_report", step)
         if done is not None:  # re-run after a crash: the step committed atomically before it
             return done
         if action in ("approve", "edit"):
