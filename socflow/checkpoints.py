@@ -5,15 +5,22 @@ holds JSON-plain values and ids), whatever ``LANGGRAPH_STRICT_MSGPACK`` says (CV
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from sqlalchemy.engine import make_url
 
 from socflow.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
+
+SETUP_LOCK_KEY = "socflow-checkpoint-setup"
+_ready: set[str] = set()
+_ready_lock = threading.Lock()
 
 
 def strict_serde() -> JsonPlusSerializer:
@@ -39,7 +46,7 @@ def open_checkpointer(url: str) -> Iterator[BaseCheckpointSaver[str]]:
             conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             saver = SqliteSaver(conn, serde=strict_serde())
-            saver.setup()
+            saver.setup()  # CREATE TABLE IF NOT EXISTS under SQLite's own lock: cheap and safe
             yield saver
         finally:
             conn.close()
@@ -52,5 +59,36 @@ def open_checkpointer(url: str) -> Iterator[BaseCheckpointSaver[str]]:
         _libpq_url(url), autocommit=True, prepare_threshold=0, row_factory=dict_row
     ) as pg_conn:
         pg_saver = PostgresSaver(pg_conn, serde=strict_serde())  # type: ignore[arg-type]
-        pg_saver.setup()
+        if url not in _ready:
+            with _ready_lock:
+                if url not in _ready:
+                    _setup_postgres(pg_conn, pg_saver)
+                    _ready.add(url)
         yield pg_saver
+
+
+def _setup_postgres(conn: Any, saver: Any, *, timeout: float = 300.0) -> None:
+    """Create the Postgres saver's tables once per process, one process at a time.
+
+    ``PostgresSaver.setup()`` is not safe to run concurrently on a database without its tables (two
+    creators collide on ``CREATE TABLE``), so it runs under an advisory lock. The connection is in
+    autocommit mode and the lock is polled, never awaited inside a transaction: the setup's
+    ``CREATE INDEX CONCURRENTLY`` waits for every open transaction of the database.
+    """
+    deadline = time.monotonic() + timeout
+    while not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (SETUP_LOCK_KEY,)).fetchone()[
+        "ok"
+    ]:
+        if time.monotonic() > deadline:
+            raise TimeoutError("another process held the checkpoint set-up lock for too long")
+        time.sleep(0.2)
+    try:
+        saver.setup()
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (SETUP_LOCK_KEY,))
+
+
+def prepare_checkpoints(url: str) -> None:
+    """Create the checkpointer's tables now (worker start-up), instead of on the first run."""
+    with open_checkpointer(url):
+        return

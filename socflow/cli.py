@@ -19,6 +19,7 @@ from rich.table import Table
 from socflow import __version__, migrate, wiring
 from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_connector import app as connector_app
+from socflow.cli_worker import db_prune
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
 from socflow.decisions import AmbiguousDecision, Decision, submit_decision
@@ -48,6 +49,9 @@ app.add_typer(connector_app, name="connector", help="Pull connectors: elastic, s
 app.command()(serve)
 for _name, _group, _help in wiring.cli_groups():
     app.add_typer(_group, name=_name, help=_help)
+for _name, _command in wiring.cli_commands():
+    app.command(_name)(_command)
+db_app.command("prune")(db_prune)
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

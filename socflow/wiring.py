@@ -33,14 +33,23 @@ _UNSET: Any = object()
 
 
 def cli_groups() -> list[tuple[str, typer.Typer, str]]:
-    """Command groups contributed by tools: (name, app, help)."""
+    """Command groups contributed by tools and workers: (name, app, help)."""
     from tools.attack.cli import app as attack_app
     from tools.siem.cli import app as siem_app
+    from workers.cli import app as worker_app
 
     return [
         ("attack", attack_app, "MITRE ATT&CK: catalog info, lookup, text-to-technique mapping."),
         ("siem", siem_app, "The SIEM: load logs, hunt with Sigma, detect alerts, query events."),
+        ("worker", worker_app, "Celery workers: start one (--queues, --beat), status."),
     ]
+
+
+def cli_commands() -> list[tuple[str, Callable[..., None]]]:
+    """Top-level commands contributed by workers: (name, function)."""
+    from workers.cli import sweep
+
+    return [("sweep", sweep)]
 
 
 def build_siem(settings: SiemSettings) -> Any:

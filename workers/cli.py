@@ -29,7 +29,7 @@ from rich.table import Table
 from socflow.errors import SocflowError
 from socflow.settings import Settings, get_settings
 from workers.celery_app import make_app
-from workers.config import DEFAULT_SWEEP_INTERVAL
+from workers.config import DEFAULT_SWEEP_INTERVAL, celery_for
 from workers.routing import INGEST, default_queues, holds_model
 from workers.runtime import set_cpu_threads
 from workers.sweeper import DEFAULT_GRACE_SECONDS, Sweeper
@@ -147,7 +147,7 @@ def status(
 ) -> None:
     """Which workers answer, their queues, pool and active tasks (celery inspect). Exit 1 when none."""
     settings = _settings()
-    celery_app = make_app(settings)
+    celery_app = celery_for(settings)
     inspect = celery_app.control.inspect(timeout=timeout)
     try:
         stats = inspect.stats() or {}

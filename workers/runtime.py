@@ -12,14 +12,11 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 
-from sqlalchemy import text
-
 from socflow import wiring
-from socflow.checkpoints import open_checkpointer
-from socflow.db import is_sqlite, make_engine, session_factory
+from socflow.checkpoints import prepare_checkpoints
+from socflow.db import make_engine, session_factory
 from socflow.runner import Runner
 from socflow.settings import Settings
 
@@ -28,35 +25,6 @@ log = logging.getLogger(__name__)
 RunnerFactory = Callable[[Settings], Runner]
 
 _CPU_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def prepare_checkpoints(db_url: str, *, timeout: float = 300.0) -> None:
-    """Create the checkpointer's tables once, before any run, one process at a time.
-
-    LangGraph's ``PostgresSaver.setup()`` is not safe to run concurrently on a database that lacks its
-    tables (two creators collide on ``CREATE TABLE``), so worker processes serialize it with an advisory
-    lock. The lock is polled outside any transaction: the setup's ``CREATE INDEX CONCURRENTLY`` waits for
-    every open transaction of the database, a waiting lock statement included.
-    """
-    if is_sqlite(db_url):
-        with open_checkpointer(db_url):
-            return
-    engine = make_engine(db_url).execution_options(isolation_level="AUTOCOMMIT")
-    key = "socflow-checkpoint-setup"
-    deadline = time.monotonic() + timeout
-    try:
-        with engine.connect() as conn:
-            while not conn.scalar(text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": key}):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("another process held the checkpoint set-up lock too long")
-                time.sleep(0.2)
-            try:
-                with open_checkpointer(db_url):
-                    pass
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
-    finally:
-        engine.dispose()
 
 
 def default_runner(settings: Settings) -> Runner:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from socflow.db import make_engine, session_factory
@@ -87,8 +88,6 @@ class RedisServer:
         self.proc = None
 
     def llen(self, key: str) -> int:
-        import redis
-
         client = redis.Redis.from_url(self.url)
         try:
             return int(client.llen(key))  # type: ignore[arg-type]
