@@ -1,7 +1,7 @@
 """``GET /metrics``: Prometheus text (runs and cases by status, model calls and latency, queue depth).
 
 Unauthenticated, like ``/health``, so that Prometheus can scrape it: counts only, no case data. Expose it
-on the private network only (docs/scaling.md).
+on the private network only (docs/deployment.md, "Scaling out").
 """
 
 from __future__ import annotations
