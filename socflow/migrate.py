@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -12,7 +13,18 @@ from alembic.script import ScriptDirectory
 from socflow.db import make_engine, normalize_url
 from socflow.tables import CHECKPOINTER_TABLES
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """``migrations/`` beside the package (a checkout or an editable install), else in the working
+    folder (an installed wheel run from a deployment folder, as in the Dockerfile), else
+    ``SOCFLOW_MIGRATIONS_DIR``."""
+    if env := os.environ.get("SOCFLOW_MIGRATIONS_DIR"):
+        return Path(env)
+    beside = Path(__file__).resolve().parent.parent / "migrations"
+    return beside if (beside / "env.py").is_file() else Path.cwd() / "migrations"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
