@@ -56,6 +56,12 @@ class IncompatibleWorkflowVersion(ConflictError):
     code = "incompatible_workflow_version"
 
 
+class AttemptsExhausted(ConflictError):
+    """A run that was claimed ``max_attempts`` times without finishing (it keeps killing its worker)."""
+
+    code = "attempts_exhausted"
+
+
 @dataclass(frozen=True)
 class AdvanceResult:
     run_id: str
@@ -155,8 +161,10 @@ class Runner:
         registry: WorkflowRegistry,
         deps: Deps,
         lease_seconds: int = 600,
+        max_attempts: int = 5,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
+        self.max_attempts = max_attempts
         self.db_url = db_url
         self.factory = factory
         self.registry = registry
@@ -203,6 +211,7 @@ class Runner:
                 update(WorkflowRun)
                 .where(
                     WorkflowRun.id == run_id,
+                    WorkflowRun.attempts < self.max_attempts,
                     or_(
                         WorkflowRun.status == RunStatus.queued.value,
                         (WorkflowRun.status == RunStatus.running.value) & (WorkflowRun.lease_until < now),
@@ -279,8 +288,37 @@ class Runner:
         """Run a queued run (or one whose lease expired) until its next interrupt or its end."""
         if not self._claim(run_id):
             run = self.get(run_id)
+            if self._give_up(run):
+                return self._finish(
+                    run_id,
+                    RunStatus.failed,
+                    error=AttemptsExhausted(
+                        f"run {run_id} was started {run.attempts} times without finishing"
+                    ),
+                )
             return AdvanceResult(run_id, RunStatus(run.status), False, run.pending_interrupt)
         return self._drive(run_id, resume=None)
+
+    def _give_up(self, run: WorkflowRun) -> bool:
+        """Claim the right to fail a run whose attempts ran out (compare-and-set: one caller wins)."""
+        now = self.clock()
+        if run.attempts < self.max_attempts:
+            return False
+        with self.factory() as s, s.begin():
+            result = s.execute(
+                update(WorkflowRun)
+                .where(
+                    WorkflowRun.id == run.id,
+                    WorkflowRun.attempts >= self.max_attempts,
+                    or_(
+                        WorkflowRun.status == RunStatus.queued.value,
+                        (WorkflowRun.status == RunStatus.running.value) & (WorkflowRun.lease_until < now),
+                    ),
+                )
+                .values(status=RunStatus.running.value, lease_owner=self.owner, lease_until=now + self.lease)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def resume(self, run_id: str, decision: dict[str, Any], *, user: str) -> AdvanceResult:
         """Apply an analyst's decision to the pending interrupt. A second decision is a no-op."""

@@ -74,6 +74,7 @@ class ApiSettings(_Group):
 
 class WorkerSettings(_Group):
     run_lease_seconds: int = Field(default=600, ge=1)
+    max_attempts: int = Field(default=5, ge=1, le=100)
     model_queue: str = "gpu"
     concurrency: int = Field(default=1, ge=1)
 

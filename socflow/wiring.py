@@ -152,4 +152,5 @@ def build_runner(
         registry=registry or build_registry(settings),
         deps=deps,
         lease_seconds=settings.worker.run_lease_seconds,
+        max_attempts=settings.worker.max_attempts,
     )

@@ -88,8 +88,8 @@ async def post_alerts(
     from starlette.concurrency import run_in_threadpool
 
     report = await run_in_threadpool(svc.ingest.ingest, items, actor=actor(who))
-    for run_id in report.runs_queued:
-        svc.dispatcher.submit(run_id)
+    if report.runs_queued:  # a broker send is network I/O: keep it off the event loop
+        await run_in_threadpool(lambda: [svc.dispatcher.submit(run_id) for run_id in report.runs_queued])
     if report.rejected == len(report.items):
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
     elif report.rejected:
