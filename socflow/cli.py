@@ -19,6 +19,7 @@ from rich.table import Table
 from socflow import __version__, migrate, wiring
 from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_connector import app as connector_app
+from socflow.cli_eval import bench_command, eval_command
 from socflow.cli_worker import db_prune
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
@@ -47,6 +48,8 @@ app.add_typer(token_app, name="token", help="API tokens: create, list, revoke.")
 app.add_typer(runs_app, name="runs", help="Workflow runs: list, process queued runs in this process.")
 app.add_typer(connector_app, name="connector", help="Pull connectors: elastic, splunk, folder.")
 app.command()(serve)
+app.command("eval")(eval_command)
+app.command("bench")(bench_command)
 for _name, _group, _help in wiring.cli_groups():
     app.add_typer(_group, name=_name, help=_help)
 for _name, _command in wiring.cli_commands():

@@ -154,3 +154,17 @@ def build_runner(
         lease_seconds=settings.worker.run_lease_seconds,
         max_attempts=settings.worker.max_attempts,
     )
+
+
+def eval_tasks() -> dict[str, Any]:
+    """Evaluation tasks that need the tools: attack-text and attack-logs (``socflow eval``)."""
+    from tools.evaluation import TASKS
+
+    return dict(TASKS)
+
+
+def siem_throughput(workdir: Path, events: int) -> dict[str, float]:
+    """Embedded-SIEM ingest and query throughput on generated events (``socflow bench``)."""
+    from tools.evaluation import siem_throughput as measure
+
+    return measure(workdir, events)

@@ -89,7 +89,7 @@ async def post_alerts(
 
     report = await run_in_threadpool(svc.ingest.ingest, items, actor=actor(who))
     if report.runs_queued:  # a broker send is network I/O: keep it off the event loop
-        await run_in_threadpool(lambda: [svc.dispatcher.submit(run_id) for run_id in report.runs_queued])
+        await run_in_threadpool(_submit_all, svc, report.runs_queued)
     if report.rejected == len(report.items):
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
     elif report.rejected:
@@ -101,6 +101,11 @@ async def post_alerts(
         runs_queued=len(report.runs_queued),
         items=report.items,
     )
+
+
+def _submit_all(svc: Services, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        svc.dispatcher.submit(run_id)
 
 
 @router.get("", response_model=Page[AlertOut])
