@@ -7,13 +7,13 @@ rows already there and adds nothing twice.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
+from socflow.casework import alert_evidence, load_case
 from socflow.enums import CaseStatus, NoteStatus, Severity
 from socflow.enums import Verdict as VerdictEnum
 from socflow.errors import ModelError, SiemError, StructuredOutputError
@@ -35,25 +35,6 @@ MAX_ALERT_EVIDENCE = 20
 MAX_SIEM_EVIDENCE = 30
 MAX_MAPPED_ALERTS = 10
 CLOSING_VERDICTS = {VerdictEnum.false_positive.value, VerdictEnum.benign_positive.value}
-
-
-def _alert_evidence(alert: Alert) -> EvidenceRecord:
-    digest = hashlib.sha256(f"alert\x1f{alert.id}".encode()).hexdigest()[:32]
-    entities = {k: v for k, v in (alert.entities or {}).items() if v}
-    summary = (
-        f"alert {alert.title} (rule {alert.rule_name or alert.rule_id or '-'}, severity {alert.severity})"
-    )
-    if alert.description:
-        summary += f": {alert.description[:400]}"
-    return EvidenceRecord(
-        evidence_id=digest,
-        kind="alert",
-        backend=None,
-        source_event_id=str(alert.id),
-        observed_at=alert.observed_at,
-        summary=summary,
-        data={"alert_id": alert.id, "entities": entities, "rule_tags": alert.rule_tags},
-    )
 
 
 def _siem_evidence(ctx: RunContext, case_id: int, alerts: list[Alert]) -> list[EvidenceRecord]:
@@ -88,20 +69,15 @@ def _siem_evidence(ctx: RunContext, case_id: int, alerts: list[Alert]) -> list[E
 
 
 def _load(ctx: RunContext, case_id: int) -> tuple[Any, list[Alert], list[Evidence]]:
-    with ctx.deps.factory() as session:
-        store = CaseStore(session)
-        case = store.get_case(case_id)
-        alerts = store.list_alerts(case_id=case_id, limit=200)
-        evidence = store.list_evidence(case_id)
-        session.expunge_all()
-    return case, alerts, evidence
+    snap = load_case(ctx.deps.factory, case_id, max_alerts=200)
+    return snap.case, snap.alerts, snap.evidence
 
 
 def gather_evidence(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     case_id = state["case_id"]
     case, alerts, _ = _load(ctx, case_id)
-    records = [_alert_evidence(a) for a in alerts[:MAX_ALERT_EVIDENCE]] + _siem_evidence(ctx, case_id, alerts)
+    records = [alert_evidence(a) for a in alerts[:MAX_ALERT_EVIDENCE]] + _siem_evidence(ctx, case_id, alerts)
     with ctx.deps.factory() as session, session.begin():
         store = CaseStore(session)
         if case.status == CaseStatus.new.value:

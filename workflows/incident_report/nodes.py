@@ -8,7 +8,6 @@ once with the findings, then falls back to evidence-only text. Nodes are idempot
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -16,9 +15,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel
 
+from socflow.casework import alert_evidence, load_case
 from socflow.enums import CASE_TRANSITIONS, CaseStatus, NoteStatus
 from socflow.errors import StructuredOutputError
-from socflow.schemas import EvidenceRecord, TechniqueRecord
+from socflow.schemas import TechniqueRecord
 from socflow.sdk import RunContext
 from socflow.store import CaseStore
 from socflow.tables import Alert, Case, Evidence
@@ -39,34 +39,9 @@ MAX_MAPPED_ALERTS = 12
 M = TypeVar("M", bound=BaseModel)
 
 
-def alert_evidence(alert: Alert) -> EvidenceRecord:
-    """An alert as citable evidence (the same stable id alert_triage gives it, so nothing is stored twice)."""
-    digest = hashlib.sha256(f"alert\x1f{alert.id}".encode()).hexdigest()[:32]
-    entities = {k: v for k, v in (alert.entities or {}).items() if v}
-    summary = (
-        f"alert {alert.title} (rule {alert.rule_name or alert.rule_id or '-'}, severity {alert.severity})"
-    )
-    if alert.description:
-        summary += f": {alert.description[:400]}"
-    return EvidenceRecord(
-        evidence_id=digest,
-        kind="alert",
-        backend=None,
-        source_event_id=str(alert.id),
-        observed_at=alert.observed_at,
-        summary=summary,
-        data={"alert_id": alert.id, "entities": entities, "rule_tags": alert.rule_tags},
-    )
-
-
 def _load(ctx: RunContext, case_id: int) -> tuple[Case, list[Alert], list[Evidence]]:
-    with ctx.deps.factory() as session:
-        store = CaseStore(session)
-        case = store.get_case(case_id)
-        alerts = store.list_alerts(case_id=case_id, limit=MAX_ALERTS)
-        evidence = store.list_evidence(case_id)
-        session.expunge_all()
-    return case, alerts, evidence
+    snap = load_case(ctx.deps.factory, case_id, max_alerts=MAX_ALERTS)
+    return snap.case, snap.alerts, snap.evidence
 
 
 def _ordered(evidence: list[Evidence], ids: Sequence[str]) -> list[Evidence]:
