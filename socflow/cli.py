@@ -20,7 +20,7 @@ from socflow import __version__, migrate, wiring
 from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_connector import app as connector_app
 from socflow.cli_eval import bench_command, eval_command
-from socflow.cli_worker import db_prune
+from socflow.cli_worker import db_prune, sweep
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
 from socflow.decisions import AmbiguousDecision, Decision, submit_decision
@@ -52,8 +52,7 @@ app.command("eval")(eval_command)
 app.command("bench")(bench_command)
 for _name, _group, _help in wiring.cli_groups():
     app.add_typer(_group, name=_name, help=_help)
-for _name, _command in wiring.cli_commands():
-    app.command(_name)(_command)
+app.command("sweep")(sweep)
 db_app.command("prune")(db_prune)
 
 console = Console(soft_wrap=True)
@@ -305,7 +304,7 @@ def approve(
     except ValueError as exc:
         raise _fail(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from exc
     settings = _settings()
-    runner = wiring.build_runner(settings)
+    runner = wiring.build_services(settings, dispatcher="inline").runner
     try:
         result = submit_decision(runner, case_id, decision, run_id=run_id)
     except AmbiguousDecision as exc:
@@ -356,7 +355,7 @@ def demo(
         highlight=False,
     )
     if triage:
-        runner = wiring.build_runner(settings, deps=wiring.build_deps(settings, factory=factory))
+        runner = wiring.build_services(settings, dispatcher="inline").runner
         run_ids = list(dict.fromkeys([*report.runs_queued, *runner.runnable()]))
         for n, run_id in enumerate(run_ids, start=1):
             started = time.perf_counter()

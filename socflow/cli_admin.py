@@ -30,13 +30,21 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default SOCFLOW_API__HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default SOCFLOW_API__PORT).")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Uvicorn worker processes.")] = 1,
+    app_ref: Annotated[
+        str, typer.Option("--app", hidden=True, help="module:function making the app (another composition).")
+    ] = "socflow.api:create_app",
 ) -> None:
-    """Serve the REST API (OpenAPI at /docs) and the analyst web UI."""
+    """Serve the REST API (OpenAPI at /docs) and the analyst web UI.
+
+    Each server process builds its one composition (``socflow.services``). Without a broker, runs advance
+    on a background thread of the process, and the periodic jobs (the sweeper first) run on another: runs
+    a crash left queued or leased are advanced again after a restart, with no command.
+    """
     import uvicorn
 
     settings = get_settings()
     uvicorn.run(
-        "socflow.api:create_app",
+        app_ref,
         factory=True,
         host=host or settings.api.host,
         port=port or settings.api.port,
@@ -140,7 +148,7 @@ def runs_process(
 ) -> None:
     """Advance queued runs (and runs whose lease expired) in this process, then exit."""
     settings = get_settings()
-    runner = wiring.build_runner(settings)
+    runner = wiring.build_services(settings, dispatcher="inline").runner
     ids = runner.runnable(limit=limit)
     counts: dict[str, int] = {}
     for run_id in ids:

@@ -114,7 +114,7 @@ def workflow_run(
     except ValidationError as exc:
         field, reason = validation_reason(exc)
         raise _fail(f"input {field}: {reason}" if field else f"input: {reason}") from exc
-    runner = wiring.build_runner(settings, registry=registry)
+    runner = wiring.build_services(settings, dispatcher="inline").runner
     if case is not None:
         try:
             with runner.factory() as session:

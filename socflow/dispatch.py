@@ -8,7 +8,7 @@ run queued for a worker or the sweeper. The Celery dispatcher lives in ``workers
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -35,20 +35,38 @@ class InlineDispatcher:
 
 
 class ThreadDispatcher:
-    """One background thread advancing runs in submission order (the model runs one pass at a time)."""
+    """One background thread advancing runs in submission order with the process's one runner (so one
+    model). A run already waiting in this dispatcher is not queued twice (the sweeper may submit it again)."""
 
-    def __init__(self, runner: Callable[[], Runner], *, workers: int = 1) -> None:
-        self._runner = runner
+    def __init__(self, runner: Runner, *, workers: int = 1) -> None:
+        self.runner = runner
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="socflow-run")
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()
 
     def submit(self, run_id: str) -> None:
-        self._pool.submit(self._advance, run_id)
+        with self._lock:
+            if run_id in self._pending:
+                return
+            self._pending.add(run_id)
+        try:
+            self._pool.submit(self._advance, run_id)
+        except RuntimeError:  # shut down: the run stays queued for the next start's sweeper
+            with self._lock:
+                self._pending.discard(run_id)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
 
     def _advance(self, run_id: str) -> None:
         try:
-            self._runner().advance(run_id)
+            self.runner.advance(run_id)
         except Exception:  # the run stays queued or leased; the sweeper picks it up again
             log.exception("advancing run %s failed", run_id)
+        finally:
+            with self._lock:
+                self._pending.discard(run_id)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -26,10 +26,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from socflow.checkpoints import open_checkpointer
-from socflow.db import is_sqlite
+from socflow.db import database_url, is_sqlite
 from socflow.errors import ConflictError, NotFoundError
 from socflow.registry import WorkflowRegistry
 from socflow.schemas import now_utc
@@ -153,11 +153,11 @@ def _owner() -> str:
 
 
 class Runner:
+    """Advances runs of ``registry``'s workflows with ``deps``; the database is ``deps.factory``'s."""
+
     def __init__(
         self,
         *,
-        db_url: str,
-        factory: sessionmaker[Session],
         registry: WorkflowRegistry,
         deps: Deps,
         lease_seconds: int = 600,
@@ -165,8 +165,8 @@ class Runner:
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.max_attempts = max_attempts
-        self.db_url = db_url
-        self.factory = factory
+        self.factory = deps.factory
+        self.db_url = database_url(deps.factory)
         self.registry = registry
         self.deps = deps
         self.lease = timedelta(seconds=lease_seconds)

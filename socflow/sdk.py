@@ -10,31 +10,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.graph import StateGraph
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow.checkpoints import open_checkpointer
+from socflow.evidence import EvidenceProvider
 from socflow.model.base import CallContext, ModelClient
 from socflow.policy import Policy
+
+if TYPE_CHECKING:  # types only: the core never imports tools at run time (import-linter)
+    from tools.attack.catalog import AttackCatalog
+    from tools.siem.backend import SiemBackend
 
 
 @dataclass(frozen=True)
 class Deps:
-    """Run dependencies built once per process from settings (``socflow.wiring.build_deps``).
+    """Run dependencies built once per process from settings (``socflow.wiring.build_services``).
 
-    ``siem`` and ``attack`` are tool objects (an SIEM backend, the ATT&CK catalog); the platform core
-    does not import ``tools``, so they are typed loosely here and precisely in the workflows.
+    ``siem`` and ``attack`` are tool objects (the SIEM backend, the ATT&CK catalog), typed by the tools'
+    protocols for the type checker only: the platform core does not import ``tools`` at run time.
+    ``evidence``: the evidence providers ``gather_evidence`` steps call (``socflow.evidence``).
     """
 
     factory: sessionmaker[Session]
     model: ModelClient | None
-    siem: Any
-    attack: Any
+    siem: SiemBackend | None
+    attack: AttackCatalog
     policy: Policy
     clock: Callable[[], datetime]
+    evidence: tuple[EvidenceProvider, ...] = ()
 
 
 @dataclass(frozen=True)

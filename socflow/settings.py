@@ -77,6 +77,9 @@ class WorkerSettings(_Group):
     max_attempts: int = Field(default=5, ge=1, le=100)
     model_queue: str = "gpu"
     concurrency: int = Field(default=1, ge=1)
+    # -- core-b --
+    sweep_interval_seconds: float = Field(default=30.0, ge=0.5)  # periodic sweeper (beat or in-process)
+    sweep_grace_seconds: float = Field(default=60.0, ge=0.0)  # a queued run older than this is taken again
 
 
 class WorkflowSettings(_Group):

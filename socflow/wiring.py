@@ -1,7 +1,10 @@
 """The composition root: the only platform module that imports ``tools``, ``workflows`` and ``workers``.
 
-It turns settings into run dependencies (model, SIEM, ATT&CK catalog, policy, clock), builds the runner,
-and exposes the tools' command-line groups to the CLI.
+``build_services(settings)`` turns settings into the process's one ``socflow.services.Services`` (database,
+model client, SIEM, ATT&CK catalog, evidence providers, workflow registry, runner, dispatcher, periodic
+jobs); the API, the CLI, the Celery workers and the eval/bench harnesses each build one and pass it down.
+It also exposes the tools' and workers' command-line groups to the CLI. ``workers`` never imports this
+module (import-linter): the worker CLI and the Celery app receive ``build_services`` as an argument.
 """
 
 from __future__ import annotations
@@ -9,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow.db import make_engine, session_factory
-from socflow.dispatch import Dispatcher, ThreadDispatcher
-from socflow.errors import ConfigError
+from socflow.dispatch import Dispatcher, InlineDispatcher, NullDispatcher, ThreadDispatcher
+from socflow.evidence import EvidenceProvider
 from socflow.grouping import KeyGrouper
+from socflow.ingest import IngestService
+from socflow.jobs import Job, JobRegistry
 from socflow.model.base import ModelClient
 from socflow.model.factory import build_model_client
 from socflow.model.recorder import ModelCallRecorder
@@ -27,40 +32,59 @@ from socflow.registry import WorkflowRegistry, discover
 from socflow.runner import Runner, RunQueue
 from socflow.schemas import now_utc
 from socflow.sdk import Deps
+from socflow.services import Services, Sweeper
 from socflow.settings import Settings, SiemSettings
+from socflow.sweep import LocalSweeper
 
-_UNSET: Any = object()
+if TYPE_CHECKING:
+    from tools.attack.catalog import AttackCatalog
+    from tools.siem.backend import SiemBackend
+
+
+class _Unset:
+    """The default of an argument not given (``None`` is a value: no model, no SIEM)."""
+
+
+_UNSET = _Unset()
 
 
 def cli_groups() -> list[tuple[str, typer.Typer, str]]:
     """Command groups contributed by tools and workers: (name, app, help)."""
     from tools.attack.cli import app as attack_app
     from tools.siem.cli import app as siem_app
-    from workers.cli import app as worker_app
+    from workers.cli import make_worker_cli
 
     return [
         ("attack", attack_app, "MITRE ATT&CK: catalog info, lookup, text-to-technique mapping."),
         ("siem", siem_app, "The SIEM: load logs, hunt with Sigma, detect alerts, query events."),
-        ("worker", worker_app, "Celery workers: start one (--queues, --beat), status."),
+        (
+            "worker",
+            make_worker_cli(build_services, build_jobs),
+            "Celery workers: start one (--queues, --beat), status.",
+        ),
     ]
 
 
-def cli_commands() -> list[tuple[str, Callable[..., None]]]:
-    """Top-level commands contributed by workers: (name, function)."""
-    from workers.cli import sweep
+def build_siem(settings: SiemSettings) -> SiemBackend | None:
+    """The configured SIEM backend (``tools.siem.backend.build_siem``), one per thread of this process.
 
-    return [("sweep", sweep)]
+    The embedded store that has not been created yet (``socflow siem load`` creates it) is no SIEM: triage
+    then gathers no SIEM evidence rather than an empty file in the working directory.
+    """
+    from tools.siem.backend import build_siem as build_backend
+    from tools.siem.models import BackendKind
+    from tools.siem.shared import PerThreadSiem
+
+    if settings.backend == "embedded" and not Path(settings.path).exists():
+        return None
+    return PerThreadSiem(lambda: build_backend(settings), BackendKind(settings.backend))
 
 
-def build_siem(settings: SiemSettings) -> Any:
-    """The configured SIEM backend, or None when the embedded store has not been created yet."""
-    if settings.backend == "embedded":
-        if not Path(settings.path).exists():
-            return None
-        from tools.siem.embedded import EmbeddedSiem
+def build_evidence_providers(siem: SiemBackend | None) -> tuple[EvidenceProvider, ...]:
+    """The evidence providers of ``gather_evidence`` steps, in order: the SIEM lookup first."""
+    from tools.siem.evidence import SiemEvidenceProvider
 
-        return EmbeddedSiem(settings.path)
-    raise ConfigError(f"SIEM backend {settings.backend!r} is not wired yet")
+    return (SiemEvidenceProvider(siem),) if siem is not None else ()
 
 
 def detect_demo_alerts(settings: SiemSettings, events_dir: Path) -> tuple[list[dict[str, Any]], str]:
@@ -85,7 +109,7 @@ def detect_demo_alerts(settings: SiemSettings, events_dir: Path) -> tuple[list[d
     return alerts, summary
 
 
-def build_attack_catalog() -> Any:
+def build_attack_catalog() -> AttackCatalog:
     from tools.attack import load_catalog
 
     return load_catalog()
@@ -95,28 +119,45 @@ def build_registry(settings: Settings) -> WorkflowRegistry:
     return discover(settings.workflows.paths)
 
 
+def build_model(
+    settings: Settings, factory: sessionmaker[Session], *, batching: bool | None = None
+) -> ModelClient | None:
+    """The configured model client (nothing loads yet: the transformers model loads on its first call)."""
+    if settings.model.backend == "none":
+        return None
+    return build_model_client(settings.model, ModelCallRecorder(factory), batching=batching)
+
+
+ModelOption = ModelClient | None | Callable[[ModelCallRecorder], ModelClient | None]
+
+
 def build_deps(
     settings: Settings,
     *,
-    factory: sessionmaker[Session] | None = None,
-    model: ModelClient | None = _UNSET,
-    siem: Any = _UNSET,
+    factory: sessionmaker[Session],
+    model: ModelOption | _Unset = _UNSET,
+    siem: SiemBackend | _Unset | None = _UNSET,
+    batching: bool | None = None,
 ) -> Deps:
-    """Run dependencies from settings; tests pass their own model (e.g. a ScriptedModel) or SIEM."""
-    factory = factory or session_factory(make_engine(settings.database.url))
-    if model is _UNSET:
-        model = (
-            None
-            if settings.model.backend == "none"
-            else build_model_client(settings.model, ModelCallRecorder(factory))
-        )
+    """Run dependencies from settings. ``model`` and ``siem`` given are used as they are (tests); ``model``
+    may also be a function of the ``model_calls`` recorder on ``factory`` (``lambda rec: ScriptedModel(rules,
+    recorder=rec)``)."""
+    the_siem = build_siem(settings.siem) if isinstance(siem, _Unset) else siem
+    client: ModelClient | None
+    if isinstance(model, _Unset):
+        client = build_model(settings, factory, batching=batching)
+    elif callable(model):
+        client = model(ModelCallRecorder(factory))
+    else:
+        client = model
     return Deps(
         factory=factory,
-        model=model,
-        siem=build_siem(settings.siem) if siem is _UNSET else siem,
+        model=client,
+        siem=the_siem,
         attack=build_attack_catalog(),
         policy=Policy.load(settings.policy.file),
         clock=now_utc,
+        evidence=build_evidence_providers(the_siem),
     )
 
 
@@ -133,26 +174,87 @@ def ingest_options(settings: Settings, registry: WorkflowRegistry | None = None)
     }
 
 
-def build_dispatcher(settings: Settings, runner: Callable[[], Runner]) -> Dispatcher:
-    """Celery when a broker is configured; otherwise a background thread in this process."""
-    if settings.broker.url:
-        from workers.dispatch import CeleryDispatcher
-
-        return CeleryDispatcher(settings)
-    return ThreadDispatcher(runner)
-
-
-def build_runner(
-    settings: Settings, *, deps: Deps | None = None, registry: WorkflowRegistry | None = None
-) -> Runner:
-    deps = deps or build_deps(settings)
+def build_runner(settings: Settings, deps: Deps, registry: WorkflowRegistry) -> Runner:
     return Runner(
-        db_url=settings.database.url,
-        factory=deps.factory,
-        registry=registry or build_registry(settings),
+        registry=registry,
         deps=deps,
         lease_seconds=settings.worker.run_lease_seconds,
         max_attempts=settings.worker.max_attempts,
+    )
+
+
+def build_jobs(settings: Settings) -> JobRegistry:
+    """The periodic jobs of this deployment (Celery beat with a broker, ``jobs.Scheduler`` without)."""
+    return JobRegistry(
+        [
+            Job(
+                "sweep",
+                settings.worker.sweep_interval_seconds,
+                lambda svc: svc.sweeper.sweep_once(),
+                "hand on again the runs left queued or running past their lease",
+            )
+        ]
+    )
+
+
+def build_services(
+    settings: Settings,
+    *,
+    model: ModelOption | _Unset = _UNSET,
+    siem: SiemBackend | _Unset | None = _UNSET,
+    dispatcher: Dispatcher | Literal["inline", "null"] | None = None,
+    batching: bool | None = None,
+    sweep_grace_seconds: float | None = None,
+) -> Services:
+    """The process's composition from settings (see ``socflow.services``), built once and passed down.
+
+    ``dispatcher``: default Celery when ``SOCFLOW_BROKER__URL`` is set, else a background thread of this
+    process; ``"inline"`` advances in the caller's thread (CLI), ``"null"`` leaves runs queued (tests).
+    ``batching``: share forward passes between this process's concurrent runs (a model-holding worker).
+    """
+    engine = make_engine(settings.database.url)
+    factory = session_factory(engine)
+    registry = build_registry(settings)
+    deps = build_deps(settings, factory=factory, model=model, siem=siem, batching=batching)
+    runner = build_runner(settings, deps, registry)
+    grace = settings.worker.sweep_grace_seconds if sweep_grace_seconds is None else sweep_grace_seconds
+    sweeper: Sweeper
+    chosen: Dispatcher
+    if dispatcher == "inline":
+        chosen = InlineDispatcher(runner)
+    elif dispatcher == "null":
+        chosen = NullDispatcher()
+    elif dispatcher is not None:
+        chosen = dispatcher
+    elif settings.broker.url:
+        from workers.dispatch import CeleryDispatcher
+
+        chosen = CeleryDispatcher(settings, factory=factory, registry=registry)
+    else:
+        chosen = ThreadDispatcher(runner)
+    if settings.broker.url and not isinstance(chosen, InlineDispatcher):
+        from workers.dispatch import CeleryDispatcher
+        from workers.sweeper import Sweeper as CelerySweeper
+
+        sender = (
+            chosen
+            if isinstance(chosen, CeleryDispatcher)
+            else CeleryDispatcher(settings, factory=factory, registry=registry)
+        )
+        sweeper = CelerySweeper.for_dispatcher(sender, grace_seconds=grace)
+    else:
+        sweeper = LocalSweeper(factory, chosen.submit, grace_seconds=grace)
+    return Services(
+        settings=settings,
+        engine=engine,
+        factory=factory,
+        registry=registry,
+        deps=deps,
+        runner=runner,
+        dispatcher=chosen,
+        ingest=IngestService(factory, **ingest_options(settings, registry)),
+        jobs=build_jobs(settings),
+        sweeper=sweeper,
     )
 
 

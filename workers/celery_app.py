@@ -1,9 +1,13 @@
-"""The worker-side Celery app: the configuration from settings plus two thin tasks.
+"""The worker-side Celery app: the configuration from settings plus thin tasks.
 
 - ``socflow.advance_run(run_id)``: ``Runner.advance``. The runner's claim makes a duplicate, late or
   redelivered message a no-op (a finished run returns ``advanced=False``). Transient database errors are
   retried with backoff; the task never touches the run row itself.
-- ``socflow.sweep()``: one pass of the sweeper (scheduled by ``socflow worker --beat``).
+- ``socflow.job(name)``: one run of a periodic job of the registry (``socflow.jobs``; the sweeper first),
+  scheduled by ``socflow worker --beat``. ``socflow.sweep()`` stays as the sweep job's old name.
+
+Each worker process builds its ``Services`` once, lazily, with the ``build`` it is given (``socflow worker``
+gives ``socflow.wiring.build_services``; tests give their own).
 
 A worker killed mid-run leaves its message unacknowledged in Redis until the visibility timeout (an hour);
 recovery does not wait for it: the run's lease expires and the sweeper sends the run again.
@@ -19,37 +23,33 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from socflow.jobs import JobRegistry
 from socflow.settings import Settings
-from workers.config import DEFAULT_SWEEP_INTERVAL, celery_for
-from workers.routing import ADVANCE_TASK, SWEEP_TASK
-from workers.runtime import RunnerFactory, WorkerRuntime, default_runner
-from workers.sweeper import DEFAULT_GRACE_SECONDS, Sweeper
+from workers.config import celery_for
+from workers.routing import ADVANCE_TASK, JOB_TASK, SWEEP_TASK
+from workers.runtime import ServicesFactory, WorkerRuntime
 
 log = logging.getLogger(__name__)
 
 TRANSIENT = (OperationalError, DBAPIError, ConnectionError, TimeoutError)
 
 
-def make_app(
-    settings: Settings,
-    *,
-    runner_factory: RunnerFactory = default_runner,
-    sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
-    sweep_grace: float = DEFAULT_GRACE_SECONDS,
-) -> Celery:
-    """The worker app on ``settings``; each worker process builds its runner with ``runner_factory``."""
-    app = celery_for(settings, sweep_interval=sweep_interval)
-    runtime = WorkerRuntime(settings, runner_factory)
-    sweepers: dict[str, Sweeper] = {}
-    sweep_lock = threading.Lock()
+def make_app(settings: Settings, *, build: ServicesFactory, jobs: JobRegistry | None = None) -> Celery:
+    """The worker app on ``settings``; each worker process builds its services with ``build``.
+
+    ``jobs``: the periodic jobs beat schedules (default: the names and intervals of the services' jobs are
+    not known before a process builds them, so ``socflow worker`` passes ``wiring.build_jobs(settings)``).
+    """
+    app = celery_for(settings, jobs=jobs)
+    runtime = WorkerRuntime(settings, build)
+    job_lock = threading.Lock()  # a threads pool may run two beats of one job at once: one at a time
     app.socflow_runtime = runtime  # type: ignore[attr-defined]
 
-    @worker_process_init.connect(weak=False)
+    @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
     def _after_fork(**_: Any) -> None:
         runtime.reset()
-        sweepers.clear()
 
-    @app.task(
+    @app.task(  # type: ignore[untyped-decorator]
         name=ADVANCE_TASK,
         autoretry_for=TRANSIENT,
         retry_backoff=True,
@@ -61,12 +61,14 @@ def make_app(
         result = runtime.runner().advance(run_id)
         log.info("run %s: %s (advanced=%s)", run_id, result.status.value, result.advanced)
 
-    @app.task(name=SWEEP_TASK, autoretry_for=TRANSIENT, max_retries=2)
+    @app.task(name=JOB_TASK, autoretry_for=TRANSIENT, max_retries=2)  # type: ignore[untyped-decorator]
+    def run_job(name: str) -> None:
+        services = runtime.services()
+        with job_lock:
+            services.jobs.get(name).run(services)
+
+    @app.task(name=SWEEP_TASK, autoretry_for=TRANSIENT, max_retries=2)  # type: ignore[untyped-decorator]
     def sweep() -> None:
-        with sweep_lock:
-            if "sweeper" not in sweepers:
-                grace = app.conf.get("socflow_sweep_grace") or sweep_grace
-                sweepers["sweeper"] = Sweeper.from_settings(settings, app=app, grace_seconds=float(grace))
-            sweepers["sweeper"].sweep_once()
+        run_job("sweep")
 
     return app

@@ -1,25 +1,25 @@
-"""``socflow worker`` (start a Celery worker), ``socflow worker status`` and ``socflow sweep``.
+"""``socflow worker`` (start a Celery worker) and ``socflow worker status``.
 
-Registered into the ``socflow`` CLI by ``socflow.wiring`` (the platform core never imports ``workers``).
+``make_worker_cli(build)`` makes the command group; ``socflow.wiring`` registers it into the ``socflow`` CLI
+with ``build_services`` (the platform core never imports ``workers``, and ``workers`` never imports
+``socflow.wiring``).
 
     socflow worker                         # ingest + workflows (endpoint/scripted) or the model queue
     socflow worker --queues gpu            # a model-holding worker: one per GPU, a thread pool
-    socflow worker --beat                  # ... and schedule the sweeper every --sweep-interval seconds
+    socflow worker --beat                  # ... and schedule the periodic jobs (the sweeper first)
     socflow worker status                  # which workers answer, their queues and active tasks
-    socflow sweep [--once]                 # send lost runs again (queued too long, or past their lease)
+    socflow worker sweep [--once]          # the same as ``socflow sweep``
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import signal
 import tempfile
-import threading
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import typer
 from celery import Celery
@@ -27,16 +27,24 @@ from rich.console import Console
 from rich.table import Table
 
 from socflow.errors import SocflowError
+from socflow.jobs import JobRegistry
+from socflow.services import Services
 from socflow.settings import Settings, get_settings
 from workers.celery_app import make_app
-from workers.config import DEFAULT_SWEEP_INTERVAL, celery_for
+from workers.config import celery_for
 from workers.routing import INGEST, default_queues, holds_model
 from workers.runtime import set_cpu_threads
-from workers.sweeper import DEFAULT_GRACE_SECONDS, Sweeper
 
-app = typer.Typer(help="Celery workers: start one, or show which run.")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+class BuildServices(Protocol):
+    """``socflow.wiring.build_services``'s shape, as far as workers use it."""
+
+    def __call__(
+        self, settings: Settings, *, batching: bool | None = None, sweep_grace_seconds: float | None = None
+    ) -> Services: ...
 
 
 class Pool(StrEnum):
@@ -45,7 +53,8 @@ class Pool(StrEnum):
     solo = "solo"
 
 
-def _settings() -> Settings:
+def broker_settings() -> Settings:
+    """The process settings; exit 2 when they are invalid or name no broker."""
     try:
         settings = get_settings()
     except SocflowError as exc:
@@ -54,99 +63,144 @@ def _settings() -> Settings:
     if not settings.broker.url:
         err.print(
             "[red]error:[/red] SOCFLOW_BROKER__URL is empty: runs advance in-process (socflow serve, "
-            "socflow runs process); set it to redis://... to use workers",
+            "socflow runs process, socflow sweep); set it to redis://... to use workers",
             highlight=False,
         )
         raise typer.Exit(2)
     return settings
 
 
-def load_app(ref: str | None, settings: Settings, sweep_interval: float) -> Celery:
-    """The worker app: built from settings, or ``module:attribute`` (another composition, e.g. a test's)."""
-    if not ref:
-        return make_app(settings, sweep_interval=sweep_interval)
+def load_builder(ref: str) -> BuildServices:
+    """``module:function``: another composition's services builder (a test's, with a scripted model)."""
     module, _, attr = ref.partition(":")
-    celery_app = getattr(importlib.import_module(module), attr or "app")
-    if not isinstance(celery_app, Celery):
-        raise typer.BadParameter(f"{ref} is not a Celery app", param_hint="--app")
-    celery_app.conf.beat_schedule["socflow-sweep"]["schedule"] = sweep_interval
-    return celery_app
+    build = getattr(importlib.import_module(module), attr or "build_services", None)
+    if not callable(build):
+        raise typer.BadParameter(f"{ref} is not a services builder", param_hint="--services")
+    return build  # type: ignore[no-any-return]
 
 
-@app.callback(invoke_without_command=True)
-def worker(
-    ctx: typer.Context,
-    queues: Annotated[
-        str | None,
-        typer.Option(
-            "--queues",
-            "-Q",
-            help="Comma-separated queues. Default: the model queue (SOCFLOW_WORKER__MODEL_QUEUE) with the "
-            "transformers backend, else ingest,workflows.",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option("--concurrency", "-c", min=1, max=256, help="Default SOCFLOW_WORKER__CONCURRENCY."),
-    ] = None,
-    pool: Annotated[
-        Pool | None,
-        typer.Option(help="Default: threads for a model-holding worker (one model, batched), else prefork."),
-    ] = None,
-    beat: Annotated[
-        bool, typer.Option("--beat", help="Also schedule the sweeper (one per deployment).")
-    ] = False,
-    sweep_interval: Annotated[
-        float, typer.Option(min=0.5, help="Seconds between sweeps (with --beat).")
-    ] = DEFAULT_SWEEP_INTERVAL,
-    sweep_grace: Annotated[
-        float, typer.Option(min=0.5, help="A queued run older than this is sent again (with --beat).")
-    ] = DEFAULT_GRACE_SECONDS,
-    cpu_threads: Annotated[
-        int | None, typer.Option(min=1, help="torch threads of a model held on CPU (default: all cores).")
-    ] = None,
-    loglevel: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
-    hostname: Annotated[str | None, typer.Option(help="Worker node name (default QUEUES-PID@HOST).")] = None,
-    schedule: Annotated[
-        Path | None, typer.Option(help="Beat's schedule file (with --beat; default in a temp dir).")
-    ] = None,
-    app_ref: Annotated[str | None, typer.Option("--app", hidden=True, help="module:attribute.")] = None,
-) -> None:
-    """Start a Celery worker consuming QUEUES (runs ids only; the database is the truth)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    settings = _settings()
-    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else default_queues(settings)
-    if beat and INGEST not in names:
-        names.append(INGEST)  # the sweep task is routed to the ingest queue
-    model_worker = holds_model(settings) and settings.worker.model_queue in names
-    chosen = pool or (Pool.threads if model_worker else Pool.prefork)
-    if model_worker and settings.model.device != "cuda":
-        set_cpu_threads(cpu_threads or os.cpu_count() or 1)  # before the model loads, lazily
-    celery_app = load_app(app_ref, settings, sweep_interval)
-    celery_app.conf.socflow_sweep_grace = sweep_grace
-    argv = [
-        "worker",
-        f"--loglevel={loglevel}",
-        f"--queues={','.join(names)}",
-        f"--concurrency={concurrency or settings.worker.concurrency}",
-        f"--pool={chosen.value}",
-        f"--hostname={hostname or '+'.join(names) + f'-{os.getpid()}@%h'}",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    if beat:
-        path = schedule or Path(tempfile.mkdtemp(prefix="socflow-beat-")) / "schedule"
-        argv += ["--beat", f"--schedule={path}"]
-    celery_app.worker_main(argv)
+def worker_app(settings: Settings, build: BuildServices, jobs: JobRegistry) -> Celery:
+    """The worker app: each process builds its services with ``build`` (batching when it holds the model)."""
+    batching = holds_model(settings)
+
+    def build_one(s: Settings) -> Services:
+        return build(s, batching=batching, sweep_grace_seconds=s.worker.sweep_grace_seconds)
+
+    return make_app(settings, build=build_one, jobs=jobs)
 
 
-@app.command("status")
-def status(
-    timeout: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds to wait for replies.")] = 2.0,
-) -> None:
-    """Which workers answer, their queues, pool and active tasks (celery inspect). Exit 1 when none."""
-    settings = _settings()
+def make_worker_cli(
+    build: BuildServices,
+    jobs_for: Callable[[Settings], JobRegistry],
+    sweep: Callable[..., None] | None = None,
+) -> typer.Typer:
+    """The ``socflow worker`` group over ``build`` (``socflow.wiring.build_services``) and the periodic
+    jobs ``jobs_for(settings)`` (``socflow.wiring.build_jobs``) its beat schedules; ``sweep``, when given,
+    is also offered as ``socflow worker sweep``."""
+    app = typer.Typer(help="Celery workers: start one, or show which run.")
+
+    @app.callback(invoke_without_command=True)
+    def worker(
+        ctx: typer.Context,
+        queues: Annotated[
+            str | None,
+            typer.Option(
+                "--queues",
+                "-Q",
+                help="Comma-separated queues. Default: the model queue (SOCFLOW_WORKER__MODEL_QUEUE) with "
+                "the transformers backend, else ingest,workflows.",
+            ),
+        ] = None,
+        concurrency: Annotated[
+            int | None,
+            typer.Option("--concurrency", "-c", min=1, max=256, help="Default SOCFLOW_WORKER__CONCURRENCY."),
+        ] = None,
+        pool: Annotated[
+            Pool | None,
+            typer.Option(
+                help="Default: threads for a model-holding worker (one model, batched), else prefork."
+            ),
+        ] = None,
+        beat: Annotated[
+            bool, typer.Option("--beat", help="Also schedule the periodic jobs (one beat per deployment).")
+        ] = False,
+        sweep_interval: Annotated[
+            float | None,
+            typer.Option(
+                min=0.5,
+                help="Seconds between sweeps (with --beat; default SOCFLOW_WORKER__SWEEP_INTERVAL_SECONDS).",
+            ),
+        ] = None,
+        sweep_grace: Annotated[
+            float | None,
+            typer.Option(
+                min=0.0,
+                help="A queued run older than this is sent again "
+                "(default SOCFLOW_WORKER__SWEEP_GRACE_SECONDS).",
+            ),
+        ] = None,
+        cpu_threads: Annotated[
+            int | None, typer.Option(min=1, help="torch threads of a model held on CPU (default: all cores).")
+        ] = None,
+        loglevel: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+        hostname: Annotated[
+            str | None, typer.Option(help="Worker node name (default QUEUES-PID@HOST).")
+        ] = None,
+        schedule: Annotated[
+            Path | None, typer.Option(help="Beat's schedule file (with --beat; default in a temp dir).")
+        ] = None,
+        services_ref: Annotated[
+            str | None, typer.Option("--services", hidden=True, help="module:function building the services.")
+        ] = None,
+    ) -> None:
+        """Start a Celery worker consuming QUEUES (runs ids only; the database is the truth)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        settings = broker_settings()
+        worker_group: dict[str, Any] = {}
+        if sweep_interval is not None:
+            worker_group["sweep_interval_seconds"] = sweep_interval
+        if sweep_grace is not None:
+            worker_group["sweep_grace_seconds"] = sweep_grace
+        if worker_group:
+            settings = settings.model_copy(update={"worker": settings.worker.model_copy(update=worker_group)})
+        names = [q.strip() for q in queues.split(",") if q.strip()] if queues else default_queues(settings)
+        if beat and INGEST not in names:
+            names.append(INGEST)  # the periodic jobs are routed to the ingest queue
+        model_worker = holds_model(settings) and settings.worker.model_queue in names
+        chosen = pool or (Pool.threads if model_worker else Pool.prefork)
+        if model_worker and settings.model.device != "cuda":
+            set_cpu_threads(cpu_threads or os.cpu_count() or 1)  # before the model loads, lazily
+        jobs = jobs_for(settings)
+        celery_app = worker_app(settings, load_builder(services_ref) if services_ref else build, jobs)
+        argv = [
+            "worker",
+            f"--loglevel={loglevel}",
+            f"--queues={','.join(names)}",
+            f"--concurrency={concurrency or settings.worker.concurrency}",
+            f"--pool={chosen.value}",
+            f"--hostname={hostname or '+'.join(names) + f'-{os.getpid()}@%h'}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        if beat:
+            path = schedule or Path(tempfile.mkdtemp(prefix="socflow-beat-")) / "schedule"
+            argv += ["--beat", f"--schedule={path}"]
+        celery_app.worker_main(argv)
+
+    @app.command("status")
+    def status(
+        timeout: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds to wait for replies.")] = 2.0,
+    ) -> None:
+        """Which workers answer, their queues, pool and active tasks (celery inspect). Exit 1 when none."""
+        show_status(broker_settings(), timeout)
+
+    if sweep is not None:
+        app.command("sweep")(sweep)
+    return app
+
+
+def show_status(settings: Settings, timeout: float) -> None:
     celery_app = celery_for(settings)
     inspect = celery_app.control.inspect(timeout=timeout)
     try:
@@ -174,36 +228,3 @@ def status(
             str(total),
         )
     console.print(table)
-
-
-def sweep(
-    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
-    interval: Annotated[
-        float, typer.Option(min=0.5, help="Seconds between passes.")
-    ] = DEFAULT_SWEEP_INTERVAL,
-    grace: Annotated[
-        float, typer.Option(min=0.0, help="A queued run older than this many seconds is sent again.")
-    ] = DEFAULT_GRACE_SECONDS,
-) -> None:
-    """Send again the runs whose message was lost: queued longer than --grace, or running past their lease.
-
-    Idempotent: a run sent twice is advanced once (the runner's claim). Run one sweeper per deployment
-    (or ``socflow worker --beat``).
-    """
-    settings = _settings()
-    sweeper = Sweeper.from_settings(settings, grace_seconds=grace)
-    if once:
-        console.print(f"sweep: {sweeper.sweep_once()}", highlight=False)
-        return
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    err.print(f"sweeping every {interval:g}s (grace {grace:g}s); Ctrl-C stops", highlight=False)
-    sweeper.run(interval, stop)
-
-
-app.command("sweep")(sweep)

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from kombu import Queue
 
+from socflow.jobs import JobRegistry
 from socflow.settings import Settings
-from workers.routing import INGEST, SWEEP_TASK, WORKFLOWS, all_queues
+from workers.routing import INGEST, JOB_TASK, SWEEP_TASK, WORKFLOWS, all_queues
 
-DEFAULT_SWEEP_INTERVAL = 30.0
 VISIBILITY_TIMEOUT = 3600  # Redis's redelivery of unacknowledged messages; recovery never waits for it
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0}
 
 
-def celery_for(settings: Settings, *, sweep_interval: float = DEFAULT_SWEEP_INTERVAL) -> Celery:
-    """A Celery app on ``settings.broker.url``: late acks, prefetch 1, no results, JSON ids only."""
+def beat_schedule(jobs: JobRegistry | None) -> dict[str, dict[str, Any]]:
+    """One beat entry per periodic job: ``socflow.job(name)`` every ``job.every`` seconds on ``ingest``."""
+    return {
+        f"socflow-{job.name}": {
+            "task": JOB_TASK,
+            "args": [job.name],
+            "schedule": job.every,
+            "options": {"queue": INGEST, "expires": max(job.every, 1.0)},
+        }
+        for job in jobs or ()
+    }
+
+
+def celery_for(settings: Settings, *, jobs: JobRegistry | None = None) -> Celery:
+    """A Celery app on ``settings.broker.url``: late acks, prefetch 1, no results, JSON ids only.
+
+    ``jobs``: the periodic jobs its beat schedules (``socflow worker --beat``); none for a producer."""
     app = Celery("socflow", broker=settings.broker.url or None, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
@@ -24,7 +41,7 @@ def celery_for(settings: Settings, *, sweep_interval: float = DEFAULT_SWEEP_INTE
         task_store_errors_even_if_ignored=False,
         task_default_queue=WORKFLOWS,
         task_queues=[Queue(name) for name in all_queues(settings)],
-        task_routes={SWEEP_TASK: {"queue": INGEST}},
+        task_routes={SWEEP_TASK: {"queue": INGEST}, JOB_TASK: {"queue": INGEST}},
         task_serializer="json",
         accept_content=["json"],
         task_publish_retry_policy=PUBLISH_RETRY,
@@ -37,13 +54,6 @@ def celery_for(settings: Settings, *, sweep_interval: float = DEFAULT_SWEEP_INTE
         worker_redirect_stdouts=False,
         enable_utc=True,
         timezone="UTC",
-        socflow_sweep_grace=None,  # read by the sweep task; None: the sweeper's default
-        beat_schedule={
-            "socflow-sweep": {
-                "task": SWEEP_TASK,
-                "schedule": sweep_interval,
-                "options": {"queue": INGEST, "expires": max(sweep_interval, 1.0)},
-            }
-        },
+        beat_schedule=beat_schedule(jobs),
     )
     return app

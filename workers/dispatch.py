@@ -14,10 +14,9 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from socflow import wiring
 from socflow.db import make_engine, session_factory
 from socflow.errors import NotFoundError
-from socflow.registry import WorkflowRegistry
+from socflow.registry import WorkflowRegistry, discover
 from socflow.settings import Settings
 from socflow.tables import WorkflowRun
 from workers.config import PUBLISH_RETRY, celery_for
@@ -56,7 +55,7 @@ class CeleryDispatcher:
         with self._lock:
             if workflow not in self._queues:
                 if self._registry is None:
-                    self._registry = wiring.build_registry(self.settings)
+                    self._registry = discover(self.settings.workflows.paths)
                 try:
                     self._queues[workflow] = queue_for(self._registry.get(workflow), self.settings)
                 except NotFoundError:  # an unknown workflow fails on the worker, visibly, not here

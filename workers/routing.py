@@ -17,7 +17,8 @@ INGEST = "ingest"
 WORKFLOWS = "workflows"
 
 ADVANCE_TASK = "socflow.advance_run"
-SWEEP_TASK = "socflow.sweep"
+SWEEP_TASK = "socflow.sweep"  # the sweep job's own task (kept for messages already queued)
+JOB_TASK = "socflow.job"  # one run of a periodic job, by name (socflow.jobs)
 
 
 def holds_model(settings: Settings) -> bool:

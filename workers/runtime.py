@@ -1,9 +1,11 @@
-"""What one worker process holds: its runner (deps, model) built lazily, after any fork, and kept.
+"""What one worker process holds: its ``Services`` (runner, model, SIEM, ...) built lazily, after any fork,
+and kept.
 
 A prefork child inherits nothing built in the parent: ``reset()`` runs on ``worker_process_init`` and the
-runner is built on the first task. A model-holding worker runs one process per GPU with a thread pool, so
+services are built on the first task. A model-holding worker runs one process per GPU with a thread pool, so
 its concurrent runs share one loaded model (and its batching engine); on CPU the model's thread count is
-set once, before the model loads.
+set once, before the model loads. ``workers`` never imports ``socflow.wiring``: whoever starts a worker
+passes the builder (``socflow worker`` passes ``socflow.wiring.build_services``).
 """
 
 from __future__ import annotations
@@ -14,27 +16,16 @@ import sys
 import threading
 from collections.abc import Callable
 
-from socflow import wiring
 from socflow.checkpoints import prepare_checkpoints
-from socflow.db import make_engine, session_factory
 from socflow.runner import Runner
+from socflow.services import Services
 from socflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RunnerFactory = Callable[[Settings], Runner]
+ServicesFactory = Callable[[Settings], Services]
 
 _CPU_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def default_runner(settings: Settings) -> Runner:
-    """The runner from settings; the in-process model batches the calls of concurrent runs."""
-    factory = session_factory(make_engine(settings.database.url))
-    deps = wiring.build_deps(settings, factory=factory)
-    model = deps.model
-    if model is not None and getattr(model, "backend", None) == "transformers":
-        model.batching = True  # type: ignore[attr-defined]
-    return wiring.build_runner(settings, deps=deps)
 
 
 def set_cpu_threads(threads: int) -> None:
@@ -51,26 +42,29 @@ def set_cpu_threads(threads: int) -> None:
 
 
 class WorkerRuntime:
-    """The per-process runner of a worker (thread-safe; rebuilt after a fork)."""
+    """The per-process services of a worker (thread-safe; rebuilt after a fork)."""
 
-    def __init__(self, settings: Settings, runner_factory: RunnerFactory = default_runner) -> None:
+    def __init__(self, settings: Settings, build: ServicesFactory) -> None:
         self.settings = settings
-        self.runner_factory = runner_factory
+        self.build = build
         self._lock = threading.Lock()
-        self._runner: Runner | None = None
+        self._services: Services | None = None
         self._pid = os.getpid()
 
-    def runner(self) -> Runner:
+    def services(self) -> Services:
         with self._lock:
-            if self._runner is None or self._pid != os.getpid():
+            if self._services is None or self._pid != os.getpid():
                 self._pid = os.getpid()
                 prepare_checkpoints(self.settings.database.url)
-                self._runner = self.runner_factory(self.settings)
-                log.info("worker process %s built its runner", self._pid)
-            return self._runner
+                self._services = self.build(self.settings)
+                log.info("worker process %s built its services", self._pid)
+            return self._services
+
+    def runner(self) -> Runner:
+        return self.services().runner
 
     def reset(self) -> None:
         """Forget what a parent process built (``worker_process_init``)."""
         self._lock = threading.Lock()
-        self._runner = None
+        self._services = None
         self._pid = os.getpid()

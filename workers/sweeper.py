@@ -8,8 +8,10 @@ never depends on Redis's visibility timeout.
 A long backlog is not a loss: when a queue already holds at least as many messages as it has queued runs,
 its queued runs are not sent again (on Redis, where the depth can be read), so a busy deployment does not
 fill its queues with copies. Once the queue holds fewer messages than queued runs, every stale queued run of
-that queue is sent again. Runs from ``socflow sweep`` (a loop, or ``--once``) or from
-the ``socflow.sweep`` task that ``socflow worker --beat`` schedules.
+that queue is sent again. It is the ``sweep`` periodic job
+(``socflow.jobs``) of a deployment with a broker: run by ``socflow sweep`` (a loop, or ``--once``) or by the
+``socflow.job`` task that ``socflow worker --beat`` schedules. Without a broker,
+``socflow.sweep.LocalSweeper`` does the same job in-process.
 """
 
 from __future__ import annotations
@@ -21,15 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from celery import Celery
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from socflow.db import make_engine, session_factory
 from socflow.metrics import queue_depths
 from socflow.runner import RunStatus
 from socflow.schemas import now_utc
-from socflow.settings import Settings
 from socflow.tables import WorkflowRun
 from workers.dispatch import CeleryDispatcher
 
@@ -77,17 +76,16 @@ class Sweeper:
         self._sent_at: dict[str, float] = {}  # run id -> monotonic time of this sweeper's last send
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, app: Celery | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS
+    def for_dispatcher(
+        cls, dispatcher: CeleryDispatcher, *, grace_seconds: float = DEFAULT_GRACE_SECONDS
     ) -> Sweeper:
-        factory = session_factory(make_engine(settings.database.url))
-        dispatcher = CeleryDispatcher(settings, app=app, factory=factory)
-        url = settings.broker.url
+        """The sweeper that sends through ``dispatcher`` (its broker, database and routing)."""
+        url = dispatcher.settings.broker.url
         depths = (
             (lambda queues: queue_depths(url, queues)) if url.startswith(("redis://", "rediss://")) else None
         )
         return cls(
-            factory,
+            dispatcher.factory,
             dispatcher.send,
             grace_seconds=grace_seconds,
             queue_of_workflow=dispatcher.queue_of_workflow,

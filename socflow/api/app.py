@@ -13,13 +13,12 @@ from fastapi.routing import APIRoute
 from socflow import __version__, wiring
 from socflow import web as web_ui
 from socflow.api import routes_alerts, routes_cases, routes_meta, routes_metrics
-from socflow.api.deps import Services
 from socflow.auth import Role
-from socflow.db import make_engine, session_factory
 from socflow.decisions import DecisionNotAllowed
 from socflow.dispatch import Dispatcher
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
-from socflow.ingest import IngestService
+from socflow.jobs import Scheduler
+from socflow.services import Services
 from socflow.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -32,33 +31,37 @@ def _error(code: int, exc: SocflowError) -> JSONResponse:
     return JSONResponse(body, status_code=code)
 
 
-def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | None = None) -> FastAPI:
-    """The API on ``settings`` (default: the process settings). ``dispatcher`` decides who advances runs:
-    default Celery when ``SOCFLOW_BROKER__URL`` is set, else a background thread in this process."""
-    settings = settings or get_settings()
-    factory = session_factory(make_engine(settings.database.url))
-    registry = wiring.build_registry(settings)
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> FastAPI:
+    """The API over ``services``, the process's one composition (default: built here from ``settings``, the
+    process settings by default, with ``dispatcher`` when given: Celery when ``SOCFLOW_BROKER__URL`` is set,
+    else a background thread of this process with the process's one runner and model).
 
-    def runner_factory():  # type: ignore[no-untyped-def]
-        return wiring.build_runner(
-            settings, deps=wiring.build_deps(settings, factory=factory), registry=registry
-        )
-
-    svc = Services(
-        settings=settings,
-        factory=factory,
-        registry=registry,
-        ingest=IngestService(factory, **wiring.ingest_options(settings, registry)),
-        dispatcher=dispatcher or wiring.build_dispatcher(settings, runner_factory),
-        runner_factory=runner_factory,
-    )
+    Without a broker the periodic jobs (the sweeper first) run on a thread of this process while it serves:
+    runs left queued or leased by a crash, or committed by a request that then failed, are advanced again
+    without any command. The app closes the services it built when it shuts down.
+    """
+    owned = services is None
+    if services is None:
+        services = wiring.build_services(settings or get_settings(), dispatcher=dispatcher)
+    svc = services
+    scheduler = None if svc.settings.broker.url else Scheduler(svc.jobs, svc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        shutdown = getattr(svc.dispatcher, "shutdown", None)
-        if shutdown:
-            shutdown()
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+            if owned:
+                svc.close()
 
     app = FastAPI(
         title="socflow",
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         lifespan=lifespan,
     )
     app.state.services = svc
+    app.state.scheduler = scheduler
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:

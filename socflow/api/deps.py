@@ -1,41 +1,22 @@
-"""Request dependencies: the app's services and bearer-token authentication with roles."""
+"""Request dependencies: the app's services (``socflow.services.Services``) and bearer-token authentication
+with roles."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from socflow.auth import Principal, Role, authenticate
-from socflow.dispatch import Dispatcher
-from socflow.ingest import IngestService
-from socflow.registry import WorkflowRegistry
-from socflow.runner import Runner
-from socflow.settings import Settings
+from socflow.services import Services
+
+__all__ = ["MAX_ID", "RowId", "RunId", "Services", "actor", "allow", "db", "principal", "services"]
 
 MAX_ID = 2**63 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id")]
 RunId = Annotated[str, Path(min_length=1, max_length=36, description="a run id (uuid)")]
-
-
-@dataclass
-class Services:
-    settings: Settings
-    factory: sessionmaker[Session]
-    registry: WorkflowRegistry
-    ingest: IngestService
-    dispatcher: Dispatcher
-    runner_factory: Callable[[], Runner]
-    _runner: Runner | None = None
-
-    @property
-    def runner(self) -> Runner:
-        if self._runner is None:
-            self._runner = self.runner_factory()
-        return self._runner
 
 
 def services(request: Request) -> Services:

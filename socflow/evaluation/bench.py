@@ -27,13 +27,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from sqlalchemy import func, select
 
 from socflow import __version__, migrate, wiring
-from socflow.db import make_engine, session_factory
 from socflow.evaluation.tasks import CountingRecorder
 from socflow.grouping import OneCasePerAlert
 from socflow.ingest import IngestService
 from socflow.model.base import Message
 from socflow.model.hf import TransformersModel
-from socflow.model.recorder import ModelCallRecorder
 from socflow.model.scripted import ScriptedModel, ScriptRule
 from socflow.model.tiny import build_tiny_llama
 from socflow.schemas import now_utc
@@ -107,12 +105,12 @@ class Platform:
         self.settings = Settings(
             database={"url": self.url}, siem={"path": workdir / "no-siem.db"}, model={"backend": "none"}
         )
-        self.factory = session_factory(make_engine(self.url))
-        self.model = instant_model()
-        self.model.recorder = ModelCallRecorder(self.factory)
-        self.registry = wiring.build_registry(self.settings)
-        self.deps = wiring.build_deps(self.settings, factory=self.factory, model=self.model, siem=None)
-        self.runner = wiring.build_runner(self.settings, deps=self.deps, registry=self.registry)
+        self.services = wiring.build_services(
+            self.settings, model=instant_model().with_recorder, siem=None, dispatcher="null"
+        )
+        self.factory = self.services.factory
+        self.registry = self.services.registry
+        self.runner = self.services.runner
         options = wiring.ingest_options(self.settings, self.registry)
         if not grouped:
             options["grouper"] = OneCasePerAlert()

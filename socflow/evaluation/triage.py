@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from socflow import migrate, wiring
-from socflow.db import make_engine, session_factory
 from socflow.evaluation import metrics
 from socflow.evaluation.datasets import DatasetError, read_jsonl
 from socflow.evaluation.report import EvalReport, ItemResult
@@ -85,12 +84,11 @@ class TriageHarness:
         settings = Settings(
             database={"url": url}, siem={"path": opts.workdir / "no-siem.db"}, model={"backend": "none"}
         )
-        self.factory = session_factory(make_engine(url))
+        self.services = wiring.build_services(settings, model=opts.model, siem=None, dispatcher="null")
+        self.factory = self.services.factory
         opts.counter.inner = ModelCallRecorder(self.factory)
-        self.registry = wiring.build_registry(settings)
-        self.runner = wiring.build_runner(
-            settings, deps=wiring.build_deps(settings, factory=self.factory, model=opts.model, siem=None)
-        )
+        self.registry = self.services.registry
+        self.runner = self.services.runner
         self.service = IngestService(
             self.factory,
             **(wiring.ingest_options(settings, self.registry) | {"grouper": grouper or OneCasePerAlert()}),

@@ -17,8 +17,13 @@ def _secret(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | None) -> ModelClient:
-    """The client for ``settings.backend``. Nothing heavy loads here: the transformers model loads lazily."""
+def build_model_client(
+    settings: ModelSettings, recorder: ModelCallRecorder | None, *, batching: bool | None = None
+) -> ModelClient:
+    """The client for ``settings.backend``. Nothing heavy loads here: the transformers model loads lazily.
+
+    ``batching`` overrides ``settings.batching`` (a model-holding worker with a thread pool turns it on).
+    """
     if settings.backend == "transformers":
         from socflow.model.hf import TransformersModel
 
@@ -29,8 +34,7 @@ def build_model_client(settings: ModelSettings, recorder: ModelCallRecorder | No
             max_new_tokens=settings.max_new_tokens,
             load_in_4bit=settings.load_in_4bit,
             recorder=recorder,
-            # Read with defaults until ModelSettings has these fields (model runtime part 2).
-            batching=settings.batching,
+            batching=settings.batching if batching is None else batching,
             batch_max_size=settings.batch_max_size,
             batch_wait_ms=settings.batch_wait_ms,
         )

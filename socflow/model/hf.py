@@ -18,6 +18,7 @@ a process that loads torch before it forks deadlocks the child.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from socflow.model.structured import (
 )
 
 T = TypeVar("T", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 REPETITION_PENALTY = 1.2
 MIN_ROOM_TOKENS = 16  # below this the prompt itself is too long
@@ -243,6 +245,7 @@ class TransformersModel:
                 pad = eos_ids[0]
             context = getattr(model.config, "max_position_embeddings", None)
             self._loaded = _Loaded(model, tokenizer, device, revision, context, eos_ids, pad)
+            log.info("model %s loaded on %s (revision %s)", self.name, device, revision)
             return self._loaded
 
     # -- helpers -----------------------------------------------------------------------------------------

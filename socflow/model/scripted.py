@@ -112,6 +112,12 @@ class ScriptedModel:
     def model_id(self) -> str:
         return self._model_id
 
+    def with_recorder(self, recorder: ModelCallRecorder | None) -> ScriptedModel:
+        """The same rules writing to ``recorder``; the twin's calls land in this model's ``calls`` too."""
+        twin = ScriptedModel(self.rules, recorder=recorder, model_id=self._model_id)
+        twin.calls = self.calls
+        return twin
+
     # -- rule lookup -------------------------------------------------------------------------------------
 
     def _reply(self, node: str | None, messages: Sequence[Message], method: str, arg: Any) -> Any:

@@ -24,12 +24,9 @@ def _approved_db(sqlite_url: str, tmp_path: Path) -> tuple[Path, list[int]]:
     settings = Settings(
         database={"url": sqlite_url}, siem={"path": tmp_path / "s.db"}, model={"backend": "none"}
     )
-    factory = session_factory(make_engine(sqlite_url))
     model = triage_model({"ALPHA": ("true_positive", "high", 0.9), "BRAVO": ("true_positive", "high", 0.9)})
-    registry = wiring.build_registry(settings)
-    runner = wiring.build_runner(
-        settings, deps=wiring.build_deps(settings, factory=factory, model=model, siem=None)
-    )
+    services = wiring.build_services(settings, model=model, siem=None, dispatcher="null")
+    factory, registry, runner = services.factory, services.registry, services.runner
     service = IngestService(
         factory, **(wiring.ingest_options(settings, registry) | {"grouper": OneCasePerAlert()})
     )

@@ -10,10 +10,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from socflow.api import create_app
-from socflow.dispatch import NullDispatcher
 from socflow.settings import Settings
 from socflow.web import mount_web
-from tests.workflows.triage_helpers import make_runner, scripted
+from socflow.wiring import build_services
+from tests.workflows.triage_helpers import scripted
 
 SECRET = "test-web-secret-key-0123456789"
 HOSTILE_TITLE = "<script>window.__pwned=1;alert('title')</script> Evil \"quoted\" title"
@@ -32,10 +32,9 @@ def web_settings(db_url: str, tmp: Path) -> Settings:
 
 def make_web_app(settings: Settings, *, verdict: str = "true_positive") -> FastAPI:
     """create_app + mount_web (until create_app mounts the UI itself; mount_web is idempotent)."""
-    app = mount_web(create_app(settings, dispatcher=NullDispatcher()))
     # decisions resume runs synchronously; a rejected draft is redrafted by the scripted model
-    app.state.services._runner = make_runner(settings, scripted(verdict))
-    return app
+    services = build_services(settings, model=scripted(verdict).with_recorder, dispatcher="null")
+    return mount_web(create_app(services=services))
 
 
 def hostile_alert(ref: str = "evil-1") -> dict[str, Any]:

@@ -29,7 +29,7 @@ from socflow.wiring import ingest_options
 from tests.conftest import REPO_ROOT, service_missing
 from workers.dispatch import CeleryDispatcher
 
-WORKER_APP = "tests.workers.scripted_worker:app"
+WORKER_SERVICES = "tests.workers.scripted_worker:build_services"
 
 
 def free_port() -> int:
@@ -131,7 +131,7 @@ class Fleet:
     def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
         log = (self.logdir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "workers", *args],
+            [sys.executable, "-m", "socflow", *args],
             cwd=REPO_ROOT,
             env={**self.env, **(extra_env or {})},
             stdout=log,
@@ -142,8 +142,9 @@ class Fleet:
     def worker(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
         self.start(
             name,
-            "--app",
-            WORKER_APP,
+            "worker",
+            "--services",
+            WORKER_SERVICES,
             "--hostname",
             f"{name}@%h",
             "--loglevel",

@@ -1,4 +1,4 @@
-"""A model-holding worker with the production composition (``workers.app`` wiring, no test app): runs of a
+"""A model-holding worker with the production composition (``socflow worker``, no test services): runs of a
 transformers-backed deployment are routed to the model queue, one worker process builds its runner (and so
 loads the model) once, lazily, and serves several runs at once from a thread pool through the batching
 engine. The model is a tiny random-weight Llama on CPU (no download)."""
@@ -72,7 +72,16 @@ def test_a_model_worker_loads_the_model_once_and_serves_runs_concurrently(
     )
     fleet.env = env
     # no --queues, no --pool: the defaults of a model-holding configuration (the model queue, threads)
-    fleet.start("gpu-worker", "--hostname", "gpu-worker@%h", "--concurrency", str(RUNS), "--cpu-threads", "1")
+    fleet.start(
+        "gpu-worker",
+        "worker",
+        "--hostname",
+        "gpu-worker@%h",
+        "--concurrency",
+        str(RUNS),
+        "--cpu-threads",
+        "1",
+    )
     dispatcher = CeleryDispatcher(settings)
     report = ingester(settings, dispatcher).ingest_text(
         "\n".join(json.dumps(alert(i)) for i in range(RUNS)), actor="test"

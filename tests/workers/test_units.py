@@ -51,9 +51,10 @@ def test_model_runs_go_to_the_model_queue_only_when_the_model_is_in_process() ->
 
 def test_wiring_picks_celery_when_a_broker_is_configured(sqlite_url: str) -> None:
     settings = _settings(database={"url": sqlite_url}, broker={"url": f"redis://127.0.0.1:{free_port()}/0"})
-    dispatcher = wiring.build_dispatcher(settings, lambda: None)  # type: ignore[arg-type,return-value]
-    assert isinstance(dispatcher, CeleryDispatcher)
-    dispatcher.shutdown()
+    services = wiring.build_services(settings, siem=None)
+    assert isinstance(services.dispatcher, CeleryDispatcher)
+    assert isinstance(services.sweeper, Sweeper)  # the Celery sweeper: it sends through the broker
+    services.close()
 
 
 def test_a_dead_broker_never_fails_ingest_and_pauses_sends(sqlite_url: str, tmp_path: Path) -> None:

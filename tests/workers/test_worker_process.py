@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -13,7 +15,8 @@ from typer.testing import CliRunner
 from socflow.runner import AdvanceResult, RunStatus
 from socflow.settings import Settings
 from workers.celery_app import make_app
-from workers.cli import app as worker_cli
+from socflow.wiring import build_jobs, build_services
+from workers.cli import make_worker_cli
 from workers.routing import ADVANCE_TASK
 from workers.runtime import WorkerRuntime, set_cpu_threads
 
@@ -43,11 +46,11 @@ def test_advance_task_retries_transient_database_errors(sqlite_url: str) -> None
     runner = FlakyRunner(failures=2)
     built: list[int] = []
 
-    def factory(settings: Settings) -> FlakyRunner:
+    def build(settings: Settings) -> Any:
         built.append(os.getpid())
-        return runner
+        return SimpleNamespace(runner=runner)
 
-    app = make_app(_settings(sqlite_url), runner_factory=factory)  # type: ignore[arg-type]
+    app = make_app(_settings(sqlite_url), build=build)
     result = app.tasks[ADVANCE_TASK].apply(args=["run-1"])
     assert result.state == "SUCCESS"
     assert runner.calls == ["run-1"] * 3
@@ -56,7 +59,11 @@ def test_advance_task_retries_transient_database_errors(sqlite_url: str) -> None
 
 def test_the_runtime_builds_its_runner_once_and_again_after_a_fork(sqlite_url: str) -> None:
     built: list[object] = []
-    runtime = WorkerRuntime(_settings(sqlite_url), lambda s: built.append(object()) or built[-1])  # type: ignore[arg-type,func-returns-value]
+    def build(settings: Settings) -> Any:
+        built.append(SimpleNamespace(runner=object()))
+        return built[-1]
+
+    runtime = WorkerRuntime(_settings(sqlite_url), build)
     first = runtime.runner()
     assert runtime.runner() is first and len(built) == 1
     runtime._pid = -1  # as seen from a forked child
@@ -76,7 +83,8 @@ def test_cpu_threads_are_set_before_the_model_loads(monkeypatch: pytest.MonkeyPa
 def test_worker_commands_need_a_broker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no .env
     monkeypatch.delenv("SOCFLOW_BROKER__URL", raising=False)
-    for args in ([], ["status"], ["sweep", "--once"]):
+    worker_cli = make_worker_cli(build_services, build_jobs)
+    for args in ([], ["status"]):
         result = CliRunner().invoke(worker_cli, args)
         assert result.exit_code == 2, (args, result.output)
         assert "SOCFLOW_BROKER__URL is empty" in result.output

@@ -13,7 +13,7 @@ from socflow.runner import RunStatus
 from socflow.settings import ModelSettings
 from socflow.store import CaseStore
 from socflow.tables import ModelCall
-from socflow.wiring import build_deps, build_runner
+from socflow.wiring import build_services
 from tests.workflows.triage_helpers import ingest_one, settings_for
 from workflows.alert_triage.state import Assessment
 
@@ -47,12 +47,11 @@ def test_tiny_model_reaches_approval_with_a_schema_valid_assessment(
             "entities": {"hosts": ["WS1"], "users": ["alice"]},
         },
     )
-    factory = session_factory(make_engine(sqlite_url))
-    model = build_model_client(
-        ModelSettings(backend="transformers", name=str(tiny_model_dir), device="cpu", max_new_tokens=32),
-        ModelCallRecorder(factory),
+    tiny = settings.model.model_copy(
+        update={"backend": "transformers", "name": str(tiny_model_dir), "device": "cpu", "max_new_tokens": 32}
     )
-    runner = build_runner(settings, deps=build_deps(settings, factory=factory, model=model))
+    services = build_services(settings.model_copy(update={"model": tiny}), dispatcher="null")
+    factory, runner = services.factory, services.runner
     run_id = runner.start("alert_triage", case_id=case_id, actor="test")
     result = runner.advance(run_id)
     assert result.status is RunStatus.awaiting_input, runner.get(run_id).error

@@ -8,11 +8,10 @@ from typing import Any
 
 from socflow.db import make_engine, session_factory
 from socflow.ingest import IngestService
-from socflow.model.recorder import ModelCallRecorder
 from socflow.model.scripted import ScriptedModel, ScriptRule
 from socflow.runner import Runner
 from socflow.settings import Settings
-from socflow.wiring import build_deps, build_runner
+from socflow.wiring import build_services
 
 
 def note_sections(labels: list[str]) -> dict[str, Any]:
@@ -63,10 +62,10 @@ def settings_for(db_url: str, tmp: Path, **extra: Any) -> Settings:
 
 
 def make_runner(settings: Settings, model: Any) -> Runner:
-    factory = session_factory(make_engine(settings.database.url))
-    if model is not None and getattr(model, "recorder", 1) is None:
-        model.recorder = ModelCallRecorder(factory)
-    return build_runner(settings, deps=build_deps(settings, factory=factory, model=model))
+    """The runner of a composition on ``settings`` with ``model`` (a ScriptedModel's rules get a recorder)."""
+    if isinstance(model, ScriptedModel) and model.recorder is None:
+        return build_services(settings, model=model.with_recorder, dispatcher="null").runner
+    return build_services(settings, model=model, dispatcher="null").runner
 
 
 def ingest_one(settings: Settings, alert: dict[str, Any]) -> int:

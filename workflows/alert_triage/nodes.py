@@ -16,16 +16,16 @@ from langgraph.types import interrupt
 from socflow.casework import alert_evidence, load_case
 from socflow.enums import CaseStatus, NoteStatus, Severity
 from socflow.enums import Verdict as VerdictEnum
-from socflow.errors import ModelError, SiemError, StructuredOutputError
+from socflow.errors import ModelError, StructuredOutputError
+from socflow.evidence import case_context, collect_evidence
 from socflow.policy import CaseFacts, decide
-from socflow.schemas import EvidenceRecord, TechniqueRecord
+from socflow.schemas import TechniqueRecord
 from socflow.sdk import RunContext
 from socflow.store import CaseStore
 from socflow.tables import Alert, Evidence
 from tools.attack import MappingInput, map_techniques
 from tools.attack.mapper import EvidenceText
 from tools.notes import EvidenceItem, NoteInput, ValidatedTechnique, actions_from_audit, draft_case_note
-from tools.siem.models import EntityQuery
 from workflows.alert_triage.prompts import VERDICT_LABELS, assess_messages, case_block, score_prompt
 from workflows.alert_triage.state import Assessment, TriageState
 
@@ -37,37 +37,6 @@ MAX_MAPPED_ALERTS = 10
 CLOSING_VERDICTS = {VerdictEnum.false_positive.value, VerdictEnum.benign_positive.value}
 
 
-def _siem_evidence(ctx: RunContext, case_id: int, alerts: list[Alert]) -> list[EvidenceRecord]:
-    siem = ctx.deps.siem
-    if siem is None:
-        return []
-    times = [a.observed_at for a in alerts if a.observed_at is not None]
-    since = min(times) - WINDOW if times else None
-    until = max(times) + WINDOW if times else None
-    queries: list[EntityQuery] = []
-    for alert in alerts[:MAX_MAPPED_ALERTS]:
-        ents = alert.entities or {}
-        queries += [
-            EntityQuery(host=h, since=since, until=until, limit=10) for h in ents.get("hosts", [])[:3]
-        ]
-        queries += [
-            EntityQuery(user=u, since=since, until=until, limit=10) for u in ents.get("users", [])[:3]
-        ]
-    records: dict[str, EvidenceRecord] = {}
-    for query in dict.fromkeys(queries):
-        try:
-            events = siem.search(query)
-        except SiemError:
-            continue  # a failing lookup leaves less evidence, never a failed triage
-        for event in events:
-            payload = event.to_evidence(str(case_id))
-            payload.pop("case_id", None)
-            records.setdefault(payload["evidence_id"], EvidenceRecord.model_validate(payload))
-            if len(records) >= MAX_SIEM_EVIDENCE:
-                return list(records.values())
-    return list(records.values())
-
-
 def _load(ctx: RunContext, case_id: int) -> tuple[Any, list[Alert], list[Evidence]]:
     snap = load_case(ctx.deps.factory, case_id, max_alerts=200)
     return snap.case, snap.alerts, snap.evidence
@@ -77,7 +46,9 @@ def gather_evidence(state: TriageState, runtime: Runtime[RunContext]) -> dict[st
     ctx = runtime.context
     case_id = state["case_id"]
     case, alerts, _ = _load(ctx, case_id)
-    records = [alert_evidence(a) for a in alerts[:MAX_ALERT_EVIDENCE]] + _siem_evidence(ctx, case_id, alerts)
+    context = case_context(case_id, alerts[:MAX_MAPPED_ALERTS], window=WINDOW)
+    found = collect_evidence(ctx.deps.evidence, context, limit=MAX_SIEM_EVIDENCE)
+    records = [alert_evidence(a) for a in alerts[:MAX_ALERT_EVIDENCE]] + found
     with ctx.deps.factory() as session, session.begin():
         store = CaseStore(session)
         if case.status == CaseStatus.new.value:
