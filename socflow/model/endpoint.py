@@ -35,29 +35,19 @@ Timeouts, connection failures, 429 and 5xx are retried ``max_retries`` times wit
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
-from socflow.errors import ModelError, ModelUnavailable, StructuredOutputError
-from socflow.model.base import CallContext, Message
-from socflow.model.context import resolve_context
-from socflow.model.recorder import CallRecord, ModelCallRecorder, audited
-from socflow.model.schema import bounded_schema
-from socflow.model.structured import (
-    StructuredResult,
-    check_options,
-    choice_instruction,
-    run_structured,
-    schema_instruction,
-    with_instruction,
-)
+from socflow.errors import ModelError, ModelUnavailable
+from socflow.model.base import Message
+from socflow.model.driver import DrivenModel, softmax
+from socflow.model.recorder import CallRecord, ModelCallRecorder
+from socflow.model.schema import BoundedSchema
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -91,7 +81,7 @@ def _schema_name(name: str) -> str:
     return cleaned[:64] or "schema"
 
 
-class EndpointModel:
+class EndpointModel(DrivenModel):
     """A ``ModelClient`` over an OpenAI-compatible HTTP server (vLLM)."""
 
     backend = "endpoint"
@@ -116,22 +106,17 @@ class EndpointModel:
         self.base_url = base_url.rstrip("/")
         if self.base_url.endswith("/v1"):
             self.base_url = self.base_url[: -len("/v1")]
-        self.name = model
+        super().__init__(
+            model, recorder=recorder, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty
+        )
         self.timeout_seconds = timeout_seconds
-        self.max_new_tokens = max_new_tokens
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
-        self.repetition_penalty = repetition_penalty
-        self.recorder = recorder
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout_seconds, headers=headers, transport=transport
         )
-
-    @property
-    def model_id(self) -> str:
-        return self.name
 
     def close(self) -> None:
         self._http.close()
@@ -203,131 +188,59 @@ class EndpointModel:
             rec.model_revision = str(payload["system_fingerprint"])
         return "" if content is None else str(content)
 
-    def _record(self, method: str, ctx: CallContext | None, params: dict[str, Any]) -> CallRecord:
-        return CallRecord(
-            method=method,
-            backend=self.backend,
-            model_id=self.name,
-            ctx=resolve_context(ctx),
-            parameters={"endpoint": self.base_url, **params},
-        )
+    # -- DrivenModel hooks (the ModelClient methods are socflow.model.driver.DrivenModel's) ---------------
 
-    # -- ModelClient --------------------------------------------------------------------------------------
+    def _params(self, method: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"endpoint": self.base_url}
+        if method == "generate_structured":
+            params |= {"constrained": True, "structured_outputs": "response_format.json_schema"}
+        elif method == "choose":
+            params |= {"constrained": True, "structured_outputs": "choice"}
+        elif method == "score_labels":
+            return params | {"score": "mean_token_logprob_softmax", "via": "prompt_logprobs"}
+        return params | {"repetition_penalty": self.repetition_penalty}
 
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        ctx: CallContext | None = None,
-        max_new_tokens: int | None = None,
-    ) -> str:
-        max_new = max_new_tokens or self.max_new_tokens
-        rec = self._record(
-            "generate", ctx, {"max_new_tokens": max_new, "repetition_penalty": self.repetition_penalty}
-        )
-        with audited(self.recorder, rec):
-            rec.prompt = _render(messages)
-            text = self._chat(messages, max_new, rec)
-            rec.raw_output = text
-            return text
+    def render(self, messages: Sequence[Message]) -> str:
+        return _render(messages)
 
-    def generate_structured(
-        self, messages: Sequence[Message], schema: type[T], *, ctx: CallContext | None = None
-    ) -> T:
-        bounded = bounded_schema(schema)  # raises UnboundedSchemaError before any row: a programming error
-        rec = self._record(
-            "generate_structured",
-            ctx,
-            {
-                "schema": schema.__name__,
-                "max_new_tokens": bounded.token_budget,
-                "constrained": True,
-                "structured_outputs": "response_format.json_schema",
-                "repetition_penalty": self.repetition_penalty,
-            },
-        )
+    def _complete(self, messages: Sequence[Message], max_new: int, rec: CallRecord) -> str:
+        return self._chat(messages, max_new, rec)
+
+    def _structured_attempt(
+        self, schema: type[BaseModel], bounded: BoundedSchema, rec: CallRecord
+    ) -> Callable[[Sequence[Message]], str]:
         response_format = {
             "type": "json_schema",
             "json_schema": {"name": _schema_name(schema.__name__), "schema": bounded.schema, "strict": True},
         }
-        trace = StructuredResult()
+        return lambda msgs: self._chat(msgs, bounded.token_budget, rec, response_format=response_format)
 
-        def attempt(msgs: Sequence[Message]) -> str:
-            if not rec.prompt:
-                rec.prompt = _render(msgs)
-            return self._chat(msgs, bounded.token_budget, rec, response_format=response_format)
+    def _choice_attempt(self, messages: Sequence[Message], options: tuple[str, ...], rec: CallRecord) -> str:
+        budget = max(len(o.encode()) for o in options) + 8
+        rec.parameters["max_new_tokens"] = budget
+        return self._chat(messages, budget, rec, structured_outputs={"choice": list(options)})
 
-        with audited(self.recorder, rec):
-            prompted = with_instruction(messages, schema_instruction(bounded.schema_json))
-            try:
-                result = run_structured(attempt, prompted, schema, trace)
-            finally:
-                rec.raw_output = trace.raws[-1] if trace.raws else None
-                rec.parameters["attempts"] = len(trace.raws)
-                if trace.errors:
-                    rec.parameters["validation_errors"] = trace.errors
-            rec.parsed_output = result.model_dump(mode="json")
-            return result
-
-    def choose(
-        self, messages: Sequence[Message], options: Sequence[str], *, ctx: CallContext | None = None
-    ) -> str:
-        opts = tuple(options)
-        rec = self._record(
-            "choose", ctx, {"options": list(opts), "constrained": True, "structured_outputs": "choice"}
-        )
-        with audited(self.recorder, rec):
-            check_options(opts)
-            budget = max(len(o.encode()) for o in opts) + 8
-            rec.parameters["max_new_tokens"] = budget
-            prompted = with_instruction(messages, choice_instruction(opts))
-            rec.prompt = _render(prompted)
-            text = self._chat(prompted, budget, rec, structured_outputs={"choice": list(opts)})
-            rec.raw_output = text
-            choice: Any = text.strip()
-            if choice not in opts:  # a server that answered the choice as a JSON string
-                with contextlib.suppress(ValueError):
-                    choice = json.loads(text)
-            if choice not in opts:
-                raise StructuredOutputError(f"choice {text[:80]!r} is not one of the {len(opts)} options")
-            rec.parsed_output = {"choice": choice}
-            return str(choice)
-
-    def score_labels(
-        self, prompt: str | Sequence[Message], labels: Sequence[str], *, ctx: CallContext | None = None
+    def _scores(
+        self, prompt: str | Sequence[Message], labels: tuple[str, ...], rec: CallRecord
     ) -> dict[str, float]:
-        labs = tuple(labels)
-        rec = self._record(
-            "score_labels",
-            ctx,
-            {"labels": list(labs), "score": "mean_token_logprob_softmax", "via": "prompt_logprobs"},
-        )
-        with audited(self.recorder, rec):
-            check_options(labs, "labels")
-            rec.prompt = prompt if isinstance(prompt, str) else _render(prompt)
-            prompt_ids = self._tokenize(prompt, rec)
-            label_ids = [self._tokenize(lab, rec, add_special_tokens=False) for lab in labs]
-            if any(not ids for ids in label_ids):
-                raise ModelError("a label tokenizes to nothing")
-            rec.prompt_tokens = len(prompt_ids)
-            rec.completion_tokens = sum(len(ids) for ids in label_ids)
-            body = {
-                "model": self.name,
-                "prompt": [prompt_ids + ids for ids in label_ids],
-                "echo": True,
-                "logprobs": 1,
-                "max_tokens": 1,
-                "temperature": 0,
-            }
-            payload = self._post("/v1/completions", body, rec)
-            means = _label_means(payload, len(prompt_ids), label_ids)
-            top = max(means)
-            exp = [math.exp(m - top) for m in means]
-            total = sum(exp)
-            scores = {lab: e / total for lab, e in zip(labs, exp, strict=True)}
-            rec.raw_output = json.dumps({lab: m for lab, m in zip(labs, means, strict=True)})
-            rec.parsed_output = {"scores": scores}
-            return scores
+        prompt_ids = self._tokenize(prompt, rec)
+        label_ids = [self._tokenize(lab, rec, add_special_tokens=False) for lab in labels]
+        if any(not ids for ids in label_ids):
+            raise ModelError("a label tokenizes to nothing")
+        rec.prompt_tokens = len(prompt_ids)
+        rec.completion_tokens = sum(len(ids) for ids in label_ids)
+        body = {
+            "model": self.name,
+            "prompt": [prompt_ids + ids for ids in label_ids],
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0,
+        }
+        payload = self._post("/v1/completions", body, rec)
+        means = _label_means(payload, len(prompt_ids), label_ids)
+        rec.raw_output = json.dumps({lab: m for lab, m in zip(labels, means, strict=True)})
+        return softmax(labels, means)
 
     def _tokenize(
         self, text: str | Sequence[Message], rec: CallRecord, *, add_special_tokens: bool = True

@@ -19,29 +19,20 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from socflow.errors import ModelError, ModelUnavailable, StructuredOutputError
-from socflow.model.base import CallContext, Message
-from socflow.model.context import resolve_context
+from socflow.errors import ModelError, ModelUnavailable
+from socflow.model.base import Message
+from socflow.model.driver import DrivenModel, softmax
 from socflow.model.prepare import SMOLLM2_NAME, file_digest, prepare_smollm2, source_info
-from socflow.model.recorder import CallRecord, ModelCallRecorder, audited
-from socflow.model.schema import BoundedSchema, bounded_schema, choice_schema
-from socflow.model.structured import (
-    StructuredResult,
-    check_options,
-    choice_instruction,
-    run_structured,
-    schema_instruction,
-    with_instruction,
-)
+from socflow.model.recorder import CallRecord, ModelCallRecorder
+from socflow.model.schema import BoundedSchema, choice_schema
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -70,7 +61,7 @@ def _is_hub_id(name: str) -> bool:
     return "/" in name and not Path(name).expanduser().exists() and not name.startswith((".", "/", "~"))
 
 
-class TransformersModel:
+class TransformersModel(DrivenModel):
     """A ``ModelClient`` over a causal LM held in this process."""
 
     backend = "transformers"
@@ -90,14 +81,16 @@ class TransformersModel:
         batch_max_size: int = 8,
         batch_wait_ms: float = 20.0,
     ) -> None:
-        self.name = str(name)
+        super().__init__(
+            str(name),
+            recorder=recorder,
+            max_new_tokens=max_new_tokens,
+            repetition_penalty=repetition_penalty,
+        )
         self.cache_dir = Path(cache_dir).expanduser()
         self.device = device
-        self.max_new_tokens = max_new_tokens
         self.load_in_4bit = load_in_4bit
-        self.recorder = recorder
         self.constrained = constrained
-        self.repetition_penalty = repetition_penalty
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
         self._compiler: Any = None
@@ -149,10 +142,6 @@ class TransformersModel:
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
-
-    @property
-    def model_id(self) -> str:
-        return self.name
 
     @property
     def is_loaded(self) -> bool:
@@ -250,14 +239,15 @@ class TransformersModel:
 
     # -- helpers -----------------------------------------------------------------------------------------
 
-    def _record(self, method: str, ctx: CallContext | None, params: dict[str, Any]) -> CallRecord:
-        return CallRecord(
-            method=method,
-            backend=self.backend,
-            model_id=self.name,
-            ctx=resolve_context(ctx),
-            parameters=params,
-        )
+    def _params(self, method: str) -> dict[str, Any]:
+        if method == "score_labels":
+            return {"score": "mean_token_logprob_softmax"}
+        if method == "generate":
+            return {"repetition_penalty": self.repetition_penalty}
+        return {"constrained": self.constrained, "repetition_penalty": self.repetition_penalty}
+
+    def _prepare(self, rec: CallRecord) -> None:
+        rec.model_revision = self.load().revision
 
     def render(self, messages: Sequence[Message]) -> str:
         loaded = self.load()
@@ -340,114 +330,45 @@ class TransformersModel:
                 )
             return self._grammars[key]
 
-    def _decode_call(self, rec: CallRecord, bounded: BoundedSchema, trace: StructuredResult) -> Any:
-        grammar = self._grammar(bounded) if self.constrained else None
+    def _decoder(self, bounded: BoundedSchema, rec: CallRecord) -> Callable[[Sequence[Message]], str]:
+        """One attempt: the chat template, then (grammar-constrained) greedy generation within the budget."""
 
         def attempt(msgs: Sequence[Message]) -> str:
-            prompt = self.render(msgs)
-            if not rec.prompt:
-                rec.prompt = prompt
-            return self._generate_ids(prompt, bounded.token_budget, grammar, rec)
+            grammar = self._grammar(bounded) if self.constrained else None
+            return self._generate_ids(self.render(msgs), bounded.token_budget, grammar, rec)
 
         return attempt
 
-    # -- ModelClient --------------------------------------------------------------------------------------
+    # -- DrivenModel hooks (the ModelClient methods are socflow.model.driver.DrivenModel's) ---------------
 
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        ctx: CallContext | None = None,
-        max_new_tokens: int | None = None,
-    ) -> str:
-        max_new = max_new_tokens or self.max_new_tokens
-        rec = self._record(
-            "generate", ctx, {"max_new_tokens": max_new, "repetition_penalty": self.repetition_penalty}
-        )
-        with audited(self.recorder, rec):
-            rec.prompt = self.render(messages)
-            rec.model_revision = self.load().revision
-            text = self._generate_ids(rec.prompt, max_new, None, rec)
-            rec.raw_output = text
-            return text
+    def _complete(self, messages: Sequence[Message], max_new: int, rec: CallRecord) -> str:
+        return self._generate_ids(rec.prompt, max_new, None, rec)
 
-    def generate_structured(
-        self, messages: Sequence[Message], schema: type[T], *, ctx: CallContext | None = None
-    ) -> T:
-        bounded = bounded_schema(schema)  # raises UnboundedSchemaError before any row: a programming error
-        rec = self._record(
-            "generate_structured",
-            ctx,
-            {
-                "schema": schema.__name__,
-                "max_new_tokens": bounded.token_budget,
-                "constrained": self.constrained,
-                "repetition_penalty": self.repetition_penalty,
-            },
-        )
-        trace = StructuredResult()
-        with audited(self.recorder, rec):
-            rec.model_revision = self.load().revision
-            prompted = with_instruction(messages, schema_instruction(bounded.schema_json))
-            try:
-                result = run_structured(self._decode_call(rec, bounded, trace), prompted, schema, trace)
-            finally:
-                rec.raw_output = trace.raws[-1] if trace.raws else None
-                rec.parameters["attempts"] = len(trace.raws)
-                if trace.errors:
-                    rec.parameters["validation_errors"] = trace.errors
-            rec.parsed_output = result.model_dump(mode="json")
-            return result
+    def _structured_attempt(
+        self, schema: type[BaseModel], bounded: BoundedSchema, rec: CallRecord
+    ) -> Callable[[Sequence[Message]], str]:
+        return self._decoder(bounded, rec)
 
-    def choose(
-        self, messages: Sequence[Message], options: Sequence[str], *, ctx: CallContext | None = None
-    ) -> str:
-        opts = tuple(options)
-        rec = self._record("choose", ctx, {"options": list(opts), "constrained": self.constrained})
-        with audited(self.recorder, rec):
-            check_options(opts)
-            rec.model_revision = self.load().revision
-            bounded = choice_schema(opts)
-            rec.parameters["max_new_tokens"] = bounded.token_budget
-            prompted = with_instruction(messages, choice_instruction(opts))
-            text = self._decode_call(rec, bounded, StructuredResult())(prompted)
-            rec.raw_output = text
-            try:
-                choice = json.loads(text)
-            except ValueError:
-                choice = text.strip()
-            if choice not in opts:
-                raise StructuredOutputError(f"choice {text[:80]!r} is not one of the {len(opts)} options")
-            rec.parsed_output = {"choice": choice}
-            return str(choice)
+    def _choice_attempt(self, messages: Sequence[Message], options: tuple[str, ...], rec: CallRecord) -> str:
+        bounded = choice_schema(options)
+        rec.parameters["max_new_tokens"] = bounded.token_budget
+        return self._decoder(bounded, rec)(messages)
 
-    def score_labels(
-        self, prompt: str | Sequence[Message], labels: Sequence[str], *, ctx: CallContext | None = None
+    def _scores(
+        self, prompt: str | Sequence[Message], labels: tuple[str, ...], rec: CallRecord
     ) -> dict[str, float]:
-        labs = tuple(labels)
-        rec = self._record("score_labels", ctx, {"labels": list(labs), "score": "mean_token_logprob_softmax"})
-        with audited(self.recorder, rec):
-            check_options(labs, "labels")
-            loaded = self.load()
-            rec.model_revision = loaded.revision
-            if isinstance(prompt, str):
-                rec.prompt = prompt
-                prompt_ids = list(loaded.tokenizer(prompt)["input_ids"])
-            else:
-                rec.prompt = self.render(prompt)
-                prompt_ids = list(loaded.tokenizer(rec.prompt, add_special_tokens=False)["input_ids"])
-            rec.prompt_tokens = len(prompt_ids)
-            label_ids = [list(loaded.tokenizer(lab, add_special_tokens=False)["input_ids"]) for lab in labs]
-            self._check_length(len(prompt_ids), max(len(ids) for ids in label_ids))
-            means = self._label_logprobs(prompt_ids, label_ids)
-            rec.completion_tokens = sum(len(ids) for ids in label_ids)
-            top = max(means)
-            exp = [math.exp(m - top) for m in means]
-            total = sum(exp)
-            scores = {lab: e / total for lab, e in zip(labs, exp, strict=True)}
-            rec.raw_output = json.dumps({lab: m for lab, m in zip(labs, means, strict=True)})
-            rec.parsed_output = {"scores": scores}
-            return scores
+        loaded = self.load()
+        if isinstance(prompt, str):
+            prompt_ids = list(loaded.tokenizer(prompt)["input_ids"])
+        else:
+            prompt_ids = list(loaded.tokenizer(rec.prompt, add_special_tokens=False)["input_ids"])
+        rec.prompt_tokens = len(prompt_ids)
+        label_ids = [list(loaded.tokenizer(lab, add_special_tokens=False)["input_ids"]) for lab in labels]
+        self._check_length(len(prompt_ids), max(len(ids) for ids in label_ids))
+        means = self._label_logprobs(prompt_ids, label_ids)
+        rec.completion_tokens = sum(len(ids) for ids in label_ids)
+        rec.raw_output = json.dumps({lab: m for lab, m in zip(labels, means, strict=True)})
+        return softmax(labels, means)
 
     def _label_logprobs(self, prompt_ids: list[int], label_ids: list[list[int]]) -> list[float]:
         """Mean log-probability of each label's tokens after the prompt (one padded batch)."""

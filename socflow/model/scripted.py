@@ -19,7 +19,6 @@ given.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import re
@@ -32,18 +31,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow.errors import StructuredOutputError, UnscriptedCallError
-from socflow.model.base import CallContext, Message
-from socflow.model.context import resolve_context
-from socflow.model.recorder import CallRecord, ModelCallRecorder, audited
-from socflow.model.schema import bounded_schema
+from socflow.model.base import Message
+from socflow.model.driver import DrivenModel
+from socflow.model.recorder import CallRecord, ModelCallRecorder
+from socflow.model.schema import BoundedSchema
 from socflow.model.structured import (
-    StructuredResult,
-    check_options,
-    choice_instruction,
     normalize_scores,
-    run_structured,
-    schema_instruction,
-    with_instruction,
 )
 from socflow.tables import ModelCall
 
@@ -91,7 +84,7 @@ class ScriptedCall:
     prompt: str
 
 
-class ScriptedModel:
+class ScriptedModel(DrivenModel):
     """A ``ModelClient`` that answers from rules; see the module docstring."""
 
     backend = "scripted"
@@ -103,18 +96,13 @@ class ScriptedModel:
         recorder: ModelCallRecorder | None = None,
         model_id: str = "scripted",
     ) -> None:
+        super().__init__(model_id, recorder=recorder)
         self.rules = list(rules)
-        self.recorder = recorder
-        self._model_id = model_id
         self.calls: list[ScriptedCall] = []
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
 
     def with_recorder(self, recorder: ModelCallRecorder | None) -> ScriptedModel:
         """The same rules writing to ``recorder``; the twin's calls land in this model's ``calls`` too."""
-        twin = ScriptedModel(self.rules, recorder=recorder, model_id=self._model_id)
+        twin = ScriptedModel(self.rules, recorder=recorder, model_id=self.name)
         twin.calls = self.calls
         return twin
 
@@ -129,103 +117,44 @@ class ScriptedModel:
         tail = prompt[-PROMPT_TAIL_CHARS:].replace("\n", "\\n")
         raise UnscriptedCallError(f"no script rule for {method} at node {node!r}; prompt ends: ...{tail}")
 
-    def _record(
-        self, method: str, ctx: CallContext | None, prompt: str, params: dict[str, Any]
-    ) -> CallRecord:
-        resolved = resolve_context(ctx)
-        self.calls.append(ScriptedCall(node=resolved.node, method=method, prompt=prompt))
-        return CallRecord(
-            method=method,
-            backend=self.backend,
-            model_id=self._model_id,
-            ctx=resolved,
-            parameters=params,
-            prompt=prompt,
-            prompt_tokens=approx_tokens(prompt),
-        )
+    # -- DrivenModel hooks (the ModelClient methods are socflow.model.driver.DrivenModel's) ---------------
 
-    # -- ModelClient --------------------------------------------------------------------------------------
+    def render(self, messages: Sequence[Message]) -> str:
+        return render_messages(messages)
 
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        ctx: CallContext | None = None,
-        max_new_tokens: int | None = None,
-    ) -> str:
-        prompt = render_messages(messages)
-        rec = self._record("generate", ctx, prompt, {"max_new_tokens": max_new_tokens})
-        with audited(self.recorder, rec):
-            reply = self._reply(rec.ctx.node, messages, "generate", None)
-            text = _as_text(reply)
-            rec.raw_output = text
-            rec.completion_tokens = approx_tokens(text)
-            return text
+    def _prepare(self, rec: CallRecord) -> None:
+        """Note the call for the test's assertions; count the prompt's tokens."""
+        rec.prompt_tokens = approx_tokens(rec.prompt)
+        self.calls.append(ScriptedCall(node=rec.ctx.node, method=rec.method, prompt=rec.prompt))
 
-    def generate_structured(
-        self, messages: Sequence[Message], schema: type[T], *, ctx: CallContext | None = None
-    ) -> T:
-        with_schema = with_instruction(messages, schema_instruction(bounded_schema(schema).schema_json))
-        rec = self._record(
-            "generate_structured", ctx, render_messages(with_schema), {"schema": schema.__name__}
-        )
-        trace = StructuredResult()
-        with audited(self.recorder, rec):
+    def _answer(self, rec: CallRecord, messages: Sequence[Message], arg: Any) -> str:
+        text = _as_text(self._reply(rec.ctx.node, messages, rec.method, arg))
+        rec.completion_tokens += approx_tokens(text)
+        return text
 
-            def attempt(msgs: Sequence[Message]) -> str:
-                text = _as_text(self._reply(rec.ctx.node, msgs, "generate_structured", schema))
-                rec.completion_tokens += approx_tokens(text)
-                return text
+    def _complete(self, messages: Sequence[Message], max_new: int, rec: CallRecord) -> str:
+        return self._answer(rec, messages, None)
 
-            try:
-                result = run_structured(attempt, with_schema, schema, trace)
-            finally:
-                rec.raw_output = trace.raws[-1] if trace.raws else None
-                rec.parameters["attempts"] = len(trace.raws)
-                if trace.errors:
-                    rec.parameters["validation_errors"] = trace.errors
-            rec.parsed_output = result.model_dump(mode="json")
-            return result
+    def _structured_attempt(
+        self, schema: type[BaseModel], bounded: BoundedSchema, rec: CallRecord
+    ) -> Callable[[Sequence[Message]], str]:
+        return lambda msgs: self._answer(rec, msgs, schema)
 
-    def choose(
-        self, messages: Sequence[Message], options: Sequence[str], *, ctx: CallContext | None = None
-    ) -> str:
-        opts = tuple(options)
-        prompted = with_instruction(messages, choice_instruction(opts))
-        rec = self._record("choose", ctx, render_messages(prompted), {"options": list(opts)})
-        with audited(self.recorder, rec):
-            check_options(opts)
-            text = _as_text(self._reply(rec.ctx.node, prompted, "choose", opts))
-            rec.raw_output = text
-            rec.completion_tokens = approx_tokens(text)
-            choice = text.strip()
-            if choice not in opts:
-                with contextlib.suppress(ValueError):  # a JSON string too, as the real backend produces
-                    choice = json.loads(choice)
-            if choice not in opts:
-                raise StructuredOutputError(f"choice {text[:80]!r} is not one of the {len(opts)} options")
-            rec.parsed_output = {"choice": choice}
-            return str(choice)
+    def _choice_attempt(self, messages: Sequence[Message], options: tuple[str, ...], rec: CallRecord) -> str:
+        return self._answer(rec, messages, options)
 
-    def score_labels(
-        self, prompt: str | Sequence[Message], labels: Sequence[str], *, ctx: CallContext | None = None
+    def _scores(
+        self, prompt: str | Sequence[Message], labels: tuple[str, ...], rec: CallRecord
     ) -> dict[str, float]:
         messages = [Message(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
-        rendered = prompt if isinstance(prompt, str) else render_messages(messages)
-        labs = tuple(labels)
-        rec = self._record("score_labels", ctx, rendered, {"labels": list(labs)})
-        with audited(self.recorder, rec):
-            check_options(labs, "labels")
-            reply = self._reply(rec.ctx.node, messages, "score_labels", labs)
-            if isinstance(reply, str):
-                reply = {reply: 1.0} if reply in labs else _json_object(reply)
-            if not isinstance(reply, dict):
-                raise StructuredOutputError("a score_labels reply must be a dict of label -> score")
-            rec.raw_output = json.dumps(reply, default=str)
-            rec.completion_tokens = len(labs)
-            scores = normalize_scores(reply, labs)
-            rec.parsed_output = {"scores": scores}
-            return scores
+        reply = self._reply(rec.ctx.node, messages, "score_labels", labels)
+        if isinstance(reply, str):
+            reply = {reply: 1.0} if reply in labels else _json_object(reply)
+        if not isinstance(reply, dict):
+            raise StructuredOutputError("a score_labels reply must be a dict of label -> score")
+        rec.raw_output = json.dumps(reply, default=str)
+        rec.completion_tokens = len(labels)
+        return normalize_scores(reply, labels)
 
     # -- replay ---------------------------------------------------------------------------------------------
 
