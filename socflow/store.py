@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,7 @@ from socflow.tables import (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_CaseRow = TypeVar("_CaseRow", Evidence, CaseTechnique)  # rows added to a case by key (_add_new)
 
 READ_PREFIXES = ("get_", "list_", "find_", "count_")
 
@@ -501,31 +503,57 @@ class CaseStore:
             data={"action": action, **(detail or {})},
         )
 
-    @mutation("evidence.added")
-    def add_evidence(self, case_id: int, items: Sequence[EvidenceRecord], *, actor: str) -> list[Evidence]:
-        """Store evidence items; ids already on the case are skipped (no audit event when nothing is new)."""
-        self.get_case(case_id)
-        existing = set(self.session.scalars(select(Evidence.evidence_id).where(Evidence.case_id == case_id)))
+    def _add_new(
+        self,
+        case_id: int,
+        items: Sequence[BaseModel],
+        *,
+        model: type[_CaseRow],
+        key: Callable[[Any], Hashable],
+        existing: set[Hashable],
+        action: str,
+        actor: str,
+        describe: Callable[[list[_CaseRow]], dict[str, Any]],
+    ) -> list[_CaseRow]:
+        """Rows of ``model`` for the items whose ``key`` is not ``existing`` yet; one audit event if any."""
         now = self.clock()
-        added: list[Evidence] = []
+        added: list[_CaseRow] = []
         for item in items:
-            if item.evidence_id in existing:
+            if key(item) in existing:
                 continue
-            existing.add(item.evidence_id)
-            row = Evidence(case_id=case_id, created_at=now, **item.model_dump())
+            existing.add(key(item))
+            row = model(case_id=case_id, created_at=now, **item.model_dump())
             self.session.add(row)
             added.append(row)
         if added:
             self.session.flush()
             self._audit(
-                "evidence.added",
+                action,
                 actor=actor,
                 entity_type="case",
                 entity_id=case_id,
                 case_id=case_id,
-                data={"evidence_ids": [e.evidence_id for e in added]},
+                data=describe(added),
             )
         return added
+
+    @mutation("evidence.added")
+    def add_evidence(self, case_id: int, items: Sequence[EvidenceRecord], *, actor: str) -> list[Evidence]:
+        """Store evidence items; ids already on the case are skipped (no audit event when nothing is new)."""
+        self.get_case(case_id)
+        existing: set[Hashable] = set(
+            self.session.scalars(select(Evidence.evidence_id).where(Evidence.case_id == case_id))
+        )
+        return self._add_new(
+            case_id,
+            items,
+            model=Evidence,
+            key=lambda e: e.evidence_id,
+            existing=existing,
+            action="evidence.added",
+            actor=actor,
+            describe=lambda rows: {"evidence_ids": [e.evidence_id for e in rows]},
+        )
 
     @mutation("techniques.added")
     def add_techniques(
@@ -533,27 +561,17 @@ class CaseStore:
     ) -> list[CaseTechnique]:
         """Store validated techniques; (technique, source) pairs already on the case are skipped."""
         self.get_case(case_id)
-        existing = {(t.technique_id, t.source) for t in self.list_techniques(case_id)}
-        now = self.clock()
-        added: list[CaseTechnique] = []
-        for item in items:
-            if (item.technique_id, item.source) in existing:
-                continue
-            existing.add((item.technique_id, item.source))
-            row = CaseTechnique(case_id=case_id, created_at=now, **item.model_dump())
-            self.session.add(row)
-            added.append(row)
-        if added:
-            self.session.flush()
-            self._audit(
-                "techniques.added",
-                actor=actor,
-                entity_type="case",
-                entity_id=case_id,
-                case_id=case_id,
-                data={"techniques": [[t.technique_id, t.source] for t in added]},
-            )
-        return added
+        existing: set[Hashable] = {(t.technique_id, t.source) for t in self.list_techniques(case_id)}
+        return self._add_new(
+            case_id,
+            items,
+            model=CaseTechnique,
+            key=lambda t: (t.technique_id, t.source),
+            existing=existing,
+            action="techniques.added",
+            actor=actor,
+            describe=lambda rows: {"techniques": [[t.technique_id, t.source] for t in rows]},
+        )
 
     @mutation("run.*")
     def record_run_event(
