@@ -197,6 +197,7 @@ def test_invalid_json_twice_repairs_once_then_fails_typed(
     assert row.parameters["attempts"] == 2
     assert len(row.parameters["validation_errors"]) == 2
     assert row.raw_output == '{"verdict":"maybe","summary":"x"}'
+    assert row.parameters["first_raw_output"] == '{"verdict": "malic'
     assert row.completion_tokens == 10 and row.parsed_output is None
 
 
@@ -206,6 +207,8 @@ def test_invalid_json_then_valid_repairs(server: OpenAICompatServer, factory: se
         assert client.generate_structured(PROMPT, Verdict, ctx=CTX).summary == "ok"
     row = _one_row(factory, "generate_structured")
     assert row.error is None and row.parameters["attempts"] == 2
+    assert row.parameters["first_raw_output"] == "not json"  # the repaired reply keeps the first one too
+    assert row.raw_output == '{"verdict":"benign","summary":"ok"}'
 
 
 def test_a_body_that_is_not_json_is_a_protocol_error_not_retried(

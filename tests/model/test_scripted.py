@@ -83,6 +83,29 @@ def test_structured_replies_validate_and_repair_like_real_backends() -> None:
     assert calls == [1, 3]
 
 
+def test_a_repaired_call_is_one_row_that_keeps_both_raw_outputs(factory: sessionmaker[Session]) -> None:
+    def flaky(messages: list[Message], method: str, schema: object) -> str:
+        if "invalid" in messages[-1]["content"]:
+            return '{"verdict": "benign", "summary": "ok"}'
+        return '{"verdict": "maybe", "summary": "first"}'
+
+    model = ScriptedModel([ScriptRule(flaky, node="assess")], recorder=ModelCallRecorder(factory))
+    model.generate_structured(ask("alert"), Verdict, ctx=CallContext(run_id="r1", node="assess"))
+    with pytest.raises(StructuredOutputError):
+        ScriptedModel([ScriptRule("not json")], recorder=ModelCallRecorder(factory)).generate_structured(
+            ask("alert"), Verdict, ctx=CallContext(run_id="r2")
+        )
+    with factory() as session:
+        rows = {r.run_id: r for r in session.scalars(select(ModelCall))}
+    assert set(rows) == {"r1", "r2"}  # one row per call, repaired or failed
+    repaired, failed = rows["r1"], rows["r2"]
+    assert repaired.raw_output == '{"verdict": "benign", "summary": "ok"}'
+    assert repaired.parameters["first_raw_output"] == '{"verdict": "maybe", "summary": "first"}'
+    assert repaired.parameters["attempts"] == 2 and repaired.error is None
+    assert failed.error_kind == "structured_output_invalid" and failed.parsed_output is None
+    assert failed.parameters["first_raw_output"] == failed.raw_output == "not json"
+
+
 def test_structured_dict_reply_and_persistent_failure() -> None:
     good = ScriptedModel([ScriptRule({"verdict": "malicious", "summary": "bad"})])
     assert good.generate_structured(ask("a"), Verdict).verdict == "malicious"
