@@ -58,7 +58,7 @@ def open_checkpointer(url: str) -> Iterator[BaseCheckpointSaver[str]]:
     with Connection.connect(
         _libpq_url(url), autocommit=True, prepare_threshold=0, row_factory=dict_row
     ) as pg_conn:
-        pg_saver = PostgresSaver(pg_conn, serde=strict_serde())  # type: ignore[arg-type]
+        pg_saver = PostgresSaver(pg_conn, serde=strict_serde())
         if url not in _ready:
             with _ready_lock:
                 if url not in _ready:

@@ -300,7 +300,7 @@ def approve(
             raise _fail(f"{edit}: no such file")
         body = edit.read_text(encoding="utf-8")
     try:
-        decision = Decision(action=chosen[0], user=user, body=body, reason=reason)  # type: ignore[arg-type]
+        decision = Decision(action=chosen[0], user=user, body=body, reason=reason)
     except ValueError as exc:
         raise _fail(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from exc
     settings = _settings()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from socflow import wiring
 from socflow.auth import Role, hash_token, new_token
@@ -53,7 +54,7 @@ def serve(
     )
 
 
-def _factory():  # type: ignore[no-untyped-def]
+def _factory() -> sessionmaker[Session]:
     return session_factory(make_engine(get_settings().database.url))
 
 
@@ -90,7 +91,7 @@ def token_list() -> None:
     with _factory()() as session:
         for t in CaseStore(session).list_tokens():
 
-            def fmt(d):  # type: ignore[no-untyped-def]
+            def fmt(d: datetime | None) -> str:
                 return d.strftime("%Y-%m-%d %H:%M") if d else "-"
 
             table.add_row(

@@ -314,10 +314,11 @@ def _alert(
 # -- detection ---------------------------------------------------------------------------------------
 def _unwrap(item: Mapping[str, Any]) -> Mapping[str, Any]:
     """The alert inside a transport envelope: a search hit's ``_source``, a Splunk export ``result``."""
-    if isinstance(item.get("_source"), Mapping) and ("_index" in item or "_id" in item):
-        return item["_source"]
-    if isinstance(item.get("result"), Mapping) and ("preview" in item or "offset" in item):
-        return item["result"]
+    source, result = item.get("_source"), item.get("result")
+    if isinstance(source, Mapping) and ("_index" in item or "_id" in item):
+        return source
+    if isinstance(result, Mapping) and ("preview" in item or "offset" in item):
+        return result
     return item
 
 

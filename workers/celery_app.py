@@ -43,7 +43,7 @@ def make_app(settings: Settings, *, build: ServicesFactory, jobs: JobRegistry | 
     app = celery_for(settings, jobs=jobs)
     runtime = WorkerRuntime(settings, build)
     job_lock = threading.Lock()  # a threads pool may run two beats of one job at once: one at a time
-    app.socflow_runtime = runtime  # type: ignore[attr-defined]
+    app.socflow_runtime = runtime
 
     @worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
     def _after_fork(**_: Any) -> None:

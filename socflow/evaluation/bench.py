@@ -143,7 +143,7 @@ def overhead(workdir: Path, n: int) -> dict[str, Any]:
     graph = spec.build().compile(checkpointer=InMemorySaver())
 
     def invoke(i: int, case_id: int | None) -> None:
-        ctx = RunContext(run_id=f"bare-{i}", case_id=case_id, deps=bare.deps)
+        ctx = RunContext(run_id=f"bare-{i}", case_id=case_id, deps=bare.services.deps)
         graph.invoke(
             spec.initial_state(case_id, {}), {"configurable": {"thread_id": f"bare-{i}"}}, context=ctx
         )

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from socflow.errors import ModelError
 
@@ -106,13 +106,14 @@ class BatchingEngine:
         """Greedy new token ids after ``prompt_ids`` (the end-of-sequence token included when reached)."""
         if not prompt_ids:
             raise ModelError("empty prompt")
-        return self._submit(_Generate(list(prompt_ids), max_new_tokens, grammar)).result()
+        return cast(list[int], self._submit(_Generate(list(prompt_ids), max_new_tokens, grammar)).result())
 
     def label_logprobs(self, prompt_ids: Sequence[int], label_ids: Sequence[Sequence[int]]) -> list[float]:
         """Mean log-probability of each label's tokens right after ``prompt_ids``."""
         if any(not ids for ids in label_ids):
             raise ModelError("a label tokenizes to nothing")
-        return self._submit(_Score(list(prompt_ids), [list(ids) for ids in label_ids])).result()
+        request = _Score(list(prompt_ids), [list(ids) for ids in label_ids])
+        return cast(list[float], self._submit(request).result())
 
     def close(self) -> None:
         """Stop the worker thread after the batch in flight; later requests raise ``ModelError``."""

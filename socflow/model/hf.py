@@ -430,7 +430,7 @@ def _grammar_processor(compiled: Any) -> Any:
         import transformers
         import xgrammar as xgr
 
-        class GrammarLogitsProcessor(transformers.LogitsProcessor):
+        class GrammarLogitsProcessor(transformers.LogitsProcessor):  # type: ignore[misc]
             def __init__(self, grammar: Any) -> None:
                 self.matcher = xgr.GrammarMatcher(grammar)
                 self.bitmask = xgr.allocate_token_bitmask(1, grammar.tokenizer_info.vocab_size)

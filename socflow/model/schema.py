@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from socflow.errors import UnboundedSchemaError
 
 try:  # Python 3.11+
-    import re._parser as _sre_parse  # type: ignore[import-not-found]
+    import re._parser as _sre_parse
 except ImportError:  # pragma: no cover
     import sre_parse as _sre_parse
 

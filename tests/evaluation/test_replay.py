@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from socflow import wiring
-from socflow.db import make_engine, session_factory
 from socflow.decisions import Decision, submit_decision
 from socflow.evaluation import replay
 from socflow.evaluation.tasks import EvalOptions

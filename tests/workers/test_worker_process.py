@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from socflow.runner import AdvanceResult, RunStatus
 from socflow.settings import Settings
-from workers.celery_app import make_app
 from socflow.wiring import build_jobs, build_services
+from workers.celery_app import make_app
 from workers.cli import make_worker_cli
 from workers.routing import ADVANCE_TASK
 from workers.runtime import WorkerRuntime, set_cpu_threads
@@ -59,6 +59,7 @@ def test_advance_task_retries_transient_database_errors(sqlite_url: str) -> None
 
 def test_the_runtime_builds_its_runner_once_and_again_after_a_fork(sqlite_url: str) -> None:
     built: list[object] = []
+
     def build(settings: Settings) -> Any:
         built.append(SimpleNamespace(runner=object()))
         return built[-1]

@@ -7,10 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from socflow.db import make_engine, session_factory
-from socflow.model.recorder import ModelCallRecorder
 from socflow.runner import RunStatus
-from socflow.settings import ModelSettings
 from socflow.store import CaseStore
 from socflow.tables import ModelCall
 from socflow.wiring import build_services
@@ -32,7 +29,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tiny_model_reaches_approval_with_a_schema_valid_assessment(
     sqlite_url: str, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    from socflow.model.factory import build_model_client
 
     settings = settings_for(sqlite_url, tmp_path)
     case_id = ingest_one(

@@ -177,7 +177,7 @@ def logsource_condition(rule: SigmaRule) -> tuple[str, tuple[str, ...]]:
         if category == "process_creation":
             channel_codes(["Security"], [4688])
     elif category in windows_generic_category_channel_mapping:
-        info: dict[str, Any] = windows_generic_category_channel_mapping[category]  # type: ignore[assignment]
+        info: dict[str, Any] = windows_generic_category_channel_mapping[category]
         channel_codes(_as_list(windows_logsource_mapping[info["service"]]), _as_list(info["EventID"]))
     elif service:
         if service not in windows_logsource_mapping:
