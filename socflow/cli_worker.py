@@ -58,6 +58,7 @@ def db_prune(
 
 
 def sweep(
+    ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
     interval: Annotated[
         float | None,
@@ -85,8 +86,8 @@ def sweep(
     except SocflowError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    services = wiring.build_services(
-        settings, dispatcher=None if settings.broker.url else "inline", sweep_grace_seconds=grace
+    services = wiring.cli_services(
+        ctx, settings, dispatcher=None if settings.broker.url else "inline", sweep_grace_seconds=grace
     )
     try:
         if once:

@@ -90,6 +90,7 @@ def read_input(path: Path) -> dict[str, Any]:
 
 @app.command("run")
 def workflow_run(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Workflow name.")],
     case: Annotated[int | None, typer.Option("--case", help="Run on this case.")] = None,
     input_file: Annotated[
@@ -114,7 +115,7 @@ def workflow_run(
     except ValidationError as exc:
         field, reason = validation_reason(exc)
         raise _fail(f"input {field}: {reason}" if field else f"input: {reason}") from exc
-    runner = wiring.build_services(settings, dispatcher="inline").runner
+    runner = wiring.cli_services(ctx, settings, dispatcher="inline").runner
     if case is not None:
         try:
             with runner.factory() as session:

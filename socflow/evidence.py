@@ -97,6 +97,8 @@ def collect_evidence(
         except SocflowError as exc:
             log.warning("evidence provider %s failed for case %s: %s", provider.name, context.case_id, exc)
             continue
-        for record in found[:room]:
+        for record in found:
             records.setdefault(record.evidence_id, record)
-    return list(records.values())[:limit]
+            if len(records) >= limit:
+                break
+    return list(records.values())

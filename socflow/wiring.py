@@ -258,6 +258,16 @@ def build_services(
     )
 
 
+def cli_services(ctx: typer.Context, settings: Settings, **options: Any) -> Services:
+    """The services of a CLI command: built by the builder the caller passed as the command's context
+    object (``CliRunner().invoke(app, args, obj=builder)``: a test's composition), else ``build_services``."""
+    build = ctx.obj if callable(ctx.obj) else build_services
+    services = build(settings, **options)
+    if not isinstance(services, Services):
+        raise TypeError("the CLI's context object must build socflow.services.Services")
+    return services
+
+
 def eval_tasks() -> dict[str, Any]:
     """Evaluation tasks that need the tools: attack-text and attack-logs (``socflow eval``)."""
     from tools.evaluation import TASKS

@@ -103,11 +103,10 @@ def test_cli_run_with_a_text_file(sqlite_url: str, tmp_path: Path, monkeypatch: 
     no_model = cli.invoke(app, [*cmd, str(logs)])  # scoring needs a model: the run fails with the reason
     assert no_model.exit_code == 1 and "config_error" in no_model.stderr, no_model.output
 
-    real_build_deps = wiring.build_deps
-    monkeypatch.setattr(
-        wiring, "build_deps", lambda s, **kw: real_build_deps(s, **kw | {"model": scripted()})
-    )
-    done = cli.invoke(app, [*cmd, str(logs)])
+    def with_scripted_model(settings: Any, **options: Any) -> Any:  # the test's composition, passed down
+        return wiring.build_services(settings, model=scripted().with_recorder, **options)
+
+    done = cli.invoke(app, [*cmd, str(logs)], obj=with_scripted_model)
     assert done.exit_code == 0, done.output
     assert "completed" in done.stdout
     out = json.loads(done.stdout[done.stdout.index("{") :])
