@@ -97,7 +97,8 @@ def test_a_model_worker_loads_the_model_once_and_serves_runs_concurrently(
     assert run_counts(settings) == {"awaiting_input": RUNS}, fleet.logs()
     log = fleet.log("gpu-worker")
     assert "concurrency: 3 (thread)" in log and ".> gpu " in log, log[:3000]
-    assert log.count("built its runner") == 1, log
+    assert log.count("built its services") == 1, log
+    assert log.count(f"model {model_dir} loaded") == 1, log  # one load for the process's concurrent runs
     factory = session_factory(make_engine(pg_url))
     with factory() as s:
         calls = list(s.scalars(select(ModelCall)))
