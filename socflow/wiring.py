@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from socflow.db import make_engine, session_factory
 from socflow.dispatch import Dispatcher, InlineDispatcher, NullDispatcher, ThreadDispatcher
+from socflow.errors import SiemError
 from socflow.evidence import EvidenceProvider
 from socflow.grouping import KeyGrouper
 from socflow.ingest import IngestService
@@ -65,19 +66,23 @@ def cli_groups() -> list[tuple[str, typer.Typer, str]]:
     ]
 
 
-def build_siem(settings: SiemSettings) -> SiemBackend | None:
+def build_siem(settings: SiemSettings) -> SiemBackend:
     """The configured SIEM backend (``tools.siem.backend.build_siem``), one per thread of this process.
 
-    The embedded store that has not been created yet (``socflow siem load`` creates it) is no SIEM: triage
-    then gathers no SIEM evidence rather than an empty file in the working directory.
+    The embedded store is opened only once it exists (``socflow siem load`` creates it): until then a
+    lookup raises ``SiemError`` (triage gathers no SIEM evidence) instead of leaving an empty file in the
+    working directory; a store loaded while the process runs is used from then on.
     """
     from tools.siem.backend import build_siem as build_backend
     from tools.siem.models import BackendKind
     from tools.siem.shared import PerThreadSiem
 
-    if settings.backend == "embedded" and not Path(settings.path).exists():
-        return None
-    return PerThreadSiem(lambda: build_backend(settings), BackendKind(settings.backend))
+    def build() -> SiemBackend:
+        if settings.backend == "embedded" and not Path(settings.path).exists():
+            raise SiemError(f"the embedded SIEM store {settings.path} does not exist yet (socflow siem load)")
+        return build_backend(settings)
+
+    return PerThreadSiem(build, BackendKind(settings.backend))
 
 
 def build_evidence_providers(siem: SiemBackend | None) -> tuple[EvidenceProvider, ...]:
