@@ -7,9 +7,7 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -18,26 +16,15 @@ from socflow.model.recorder import ModelCallRecorder
 from socflow.model.scripted import ScriptedModel, ScriptRule
 from socflow.settings import get_settings
 from socflow.wiring import build_services
+from tests.workers.scripted_worker import blocked
 from tests.workflows.triage_helpers import scripted_rules
-
-BLOCK_SECONDS = 240
-
-
-def _blocked(block: Path) -> Any:
-    def reply(messages: Any, method: str, schema: Any) -> Any:
-        deadline = time.monotonic() + BLOCK_SECONDS
-        while block.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        raise SystemExit("the test should have killed this server")
-
-    return reply
 
 
 def create() -> FastAPI:
     rules: list[ScriptRule] = scripted_rules()
     block = os.environ.get("SOCFLOW_TEST_BLOCK_FILE")
     if block and Path(block).exists():
-        rules.insert(0, ScriptRule(_blocked(Path(block)), node="assess_case", method="generate_structured"))
+        rules.insert(0, ScriptRule(blocked(Path(block)), node="assess_case", method="generate_structured"))
 
     def model(recorder: ModelCallRecorder) -> ScriptedModel:
         return ScriptedModel(rules, recorder=recorder)

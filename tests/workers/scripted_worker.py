@@ -23,7 +23,7 @@ from tests.workflows.triage_helpers import scripted_rules
 BLOCK_SECONDS = 240
 
 
-def _blocked(block: Path) -> Any:
+def blocked(block: Path) -> Any:
     def reply(messages: Any, method: str, schema: Any) -> Any:
         deadline = time.monotonic() + BLOCK_SECONDS
         while block.exists() and time.monotonic() < deadline:
@@ -37,7 +37,7 @@ def build_services(settings: Settings, **options: Any) -> Services:
     rules: list[ScriptRule] = scripted_rules()
     block = os.environ.get("SOCFLOW_TEST_BLOCK_FILE")
     if block:
-        rules.insert(0, ScriptRule(_blocked(Path(block)), node="assess_case", method="generate_structured"))
+        rules.insert(0, ScriptRule(blocked(Path(block)), node="assess_case", method="generate_structured"))
 
     def model(recorder: ModelCallRecorder) -> ScriptedModel:
         return ScriptedModel(rules, recorder=recorder)
