@@ -23,9 +23,10 @@ from socflow.cli_eval import bench_command, eval_command
 from socflow.cli_worker import db_prune
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
-from socflow.decisions import AmbiguousDecision, Decision, submit_decision
+from socflow.decisions import AmbiguousDecision, submit_decision
 from socflow.enums import CaseStatus
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
+from socflow.hitl import Action, Decision
 from socflow.ingest import IngestService, parse_ndjson, parse_payload
 from socflow.model.cli import app as model_app
 from socflow.runner import RunStatus
@@ -286,10 +287,10 @@ def approve(
     chosen = [
         name
         for name, on in (
-            ("approve", approve_),
-            ("edit", edit is not None),
-            ("reject", reject),
-            ("escalate", escalate),
+            (Action.approve, approve_),
+            (Action.edit, edit is not None),
+            (Action.reject, reject),
+            (Action.escalate, escalate),
         )
         if on
     ]
@@ -301,7 +302,7 @@ def approve(
             raise _fail(f"{edit}: no such file")
         body = edit.read_text(encoding="utf-8")
     try:
-        decision = Decision(action=chosen[0], user=user, body=body, reason=reason)  # type: ignore[arg-type]
+        decision = Decision(action=chosen[0], user=user, body=body, reason=reason)
     except ValueError as exc:
         raise _fail(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from exc
     settings = _settings()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar, cast
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -113,6 +113,9 @@ class ApprovalState(TypedDict, total=False):
     outcome: str
 
 
+A = TypeVar("A", bound=ApprovalState)
+
+
 # -- the analyst's decision (validated at every door) -------------------------------------------------
 ItemId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
 
@@ -127,13 +130,12 @@ class ItemDecision(BaseModel):
     comment: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
-class Decision(BaseModel):
-    """An analyst's decision, with optional overrides stored as analyst labels for evaluation."""
+class DecisionFields(BaseModel):
+    """What an analyst decides (every door's request body extends it); ``Decision`` adds who decided."""
 
     model_config = ConfigDict(extra="forbid")
 
     action: Action
-    user: str = Field(min_length=1, max_length=200)
     body: str | None = Field(default=None, min_length=1, max_length=64 * 1024)
     reason: str | None = Field(default=None, min_length=1, max_length=4000)
     verdict: Verdict | None = None
@@ -143,7 +145,7 @@ class Decision(BaseModel):
     items: list[ItemDecision] = Field(default_factory=list, max_length=MAX_ITEMS)
 
     @model_validator(mode="after")
-    def _needs(self) -> Decision:
+    def _needs(self) -> DecisionFields:
         if self.action is Action.edit and not self.body:
             raise ValueError("an edit needs the edited note body")
         if self.action in (Action.reject, Action.escalate) and not self.reason:
@@ -152,6 +154,12 @@ class Decision(BaseModel):
         if len(ids) != len(set(ids)):
             raise ValueError("each item is decided once")
         return self
+
+
+class Decision(DecisionFields):
+    """An analyst's decision, with optional overrides (verdict, techniques) stored as analyst labels."""
+
+    user: str = Field(min_length=1, max_length=200)
 
     def payload(self) -> DecisionPayload:
         """What the run resumes with (the overrides are stored as labels, not sent to the graph)."""
@@ -196,8 +204,12 @@ def unknown_items(request: ApprovalRequest | dict[str, object] | None, decision:
 
 
 # -- the graph side ----------------------------------------------------------------------------------
+def _drafts(state: ApprovalState) -> int:
+    return state.get("drafts_made", 0)
+
+
 def request_approval(
-    state: ApprovalState,
+    state: A,
     ctx: RunContext,
     *,
     note_kind: str,
@@ -208,7 +220,7 @@ def request_approval(
     techniques: Sequence[str] = (),
     findings: Sequence[str] = (),
     items: Sequence[ApprovalItem] = (),
-) -> ApprovalState:
+) -> A:
     """The state update of a drafting node whose draft (``revision`` of ``note_kind``) is stored."""
     case_id = state["case_id"]
     request: ApprovalRequest = {
@@ -225,7 +237,9 @@ def request_approval(
         request |= {"verdict": verdict, "confidence": confidence}
     if items:
         request["items"] = list(items)
-    return {"drafts_made": state.get("drafts_made", 0) + 1, "approval_request": request}
+    drafts = _drafts(state)
+    update: ApprovalState = {"drafts_made": drafts + 1, "approval_request": request}
+    return cast(A, update)  # a partial update of the workflow's own state
 
 
 def await_approval(state: ApprovalState, runtime: Runtime[RunContext]) -> ApprovalState:
@@ -237,13 +251,13 @@ def await_approval(state: ApprovalState, runtime: Runtime[RunContext]) -> Approv
 
 def apply_note_decision(
     tx: StepTransaction,
-    state: ApprovalState,
+    state: A,
     *,
     note_kind: str,
     actor: str,
     approved_case_status: CaseStatus | None = None,
     case_follows_note: bool = False,
-) -> ApprovalState:
+) -> A:
     """Apply ``state["decision"]`` to the note and the case inside the node's write transaction.
 
     approve / edit: the note is approved (an edit stores the analyst's body as a new revision); the case
@@ -278,7 +292,7 @@ def apply_note_decision(
             store.move_case(case_id, CaseStatus.triaging, actor=user, reason=reason)
         outcome = Outcome.rejected
         update["reject_reason"] = (reason or "")[:500]
-        if state.get("drafts_made", 0) >= MAX_DRAFTS:
+        if _drafts(state) >= MAX_DRAFTS:
             request: ApprovalRequest = {
                 **state["approval_request"],
                 "allowed_actions": [a.value for a in MANUAL_ACTIONS],
@@ -300,7 +314,7 @@ def apply_note_decision(
         actor=user,
         data={"outcome": outcome.value, "action": action.value, "items": decision.get("items", [])},
     )
-    return update
+    return cast(A, update)  # a partial update of the workflow's own state
 
 
 def route_after_decision(redraft: str) -> Callable[[ApprovalState], str]:
@@ -324,6 +338,7 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalState",
     "Decision",
+    "DecisionFields",
     "DecisionPayload",
     "ItemChoice",
     "ItemDecision",

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow.enums import CaseStatus
 from socflow.errors import InputError
 from socflow.grouping import Grouper, OneCasePerAlert
 from socflow.observables import extract
@@ -162,8 +163,9 @@ class IngestService:
     def _after_join(
         self, session: Session, store: CaseStore, case: Case, alert: AlertIn, alert_id: int, actor: str
     ) -> list[str]:
-        store.mark_draft_stale(case.id, actor=actor, reason=f"alert {alert_id} joined the case")
         if self.queue is None:
+            if case.status == CaseStatus.awaiting_approval.value:
+                store.mark_draft_stale(case.id, actor=actor, reason=f"alert {alert_id} joined the case")
             return []
         return self.queue.on_alert_joined(
             session, case.id, alert, actor=actor, why=f"alert {alert_id} joined", window=self.reassess_window

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,15 @@ from socflow.registry import WorkflowRegistry
 from socflow.schemas import AlertIn, now_utc
 from socflow.store import CaseStore
 from socflow.tables import WorkflowRun
+
+
+@dataclass
+class _RunInfo:
+    id: str
+    workflow: str
+    status: str
+    created_at: datetime
+    reassess: bool
 
 
 class RunQueue:
@@ -71,6 +81,9 @@ class RunQueue:
         )
         session.add(run)
         session.flush()
+        if case_id is not None and case_id in self._memo(session):
+            info = _RunInfo(run.id, run.workflow, run.status, now, bool((data or {}).get("reassess")))
+            self._memo(session)[case_id].append(info)
         CaseStore(session).record_run_event(
             run.id, "run.queued", case_id=case_id, actor=actor, data={"workflow": spec.name, "reason": reason}
         )
@@ -97,18 +110,22 @@ class RunQueue:
         why: str,
         window: timedelta | None = None,
     ) -> list[str]:
-        """Supersede and re-assess the case's waiting runs; start triggered workflows new to the case."""
-        existing = list(session.scalars(select(WorkflowRun).where(WorkflowRun.case_id == case_id)))
+        """Mark the case's drafts stale, supersede and re-assess its waiting runs; start triggered
+        workflows new to the case."""
+        existing = self._case_runs(session, case_id)
         runs: list[str] = []
         waiting = {r.workflow for r in existing if r.status == RunStatus.awaiting_input.value}
         if waiting:
+            CaseStore(session, clock=self.clock).mark_draft_stale(
+                case_id, actor=actor, reason=f"{why}: drafts stale"
+            )
             self.supersede_waiting(session, case_id, actor=actor)
         since = self.clock() - (window if window is not None else self.reassess_window)
         for name in sorted(waiting):
             if name not in self.registry.names() or self.registry.get(name).input_schema is not None:
                 continue  # no longer installed, or it needs more input than a case
             recent = [r for r in existing if r.workflow == name and r.created_at >= since]
-            if any((r.input or {}).get("reassess") for r in recent):
+            if any(r.reassess for r in recent):
                 continue
             reason = f"re-assess: {why} while the draft awaited approval"
             runs.append(
@@ -125,6 +142,24 @@ class RunQueue:
         return runs
 
     # -- helpers -------------------------------------------------------------------------------------
+    def _case_runs(self, session: Session, case_id: int) -> list[_RunInfo]:
+        """The case's runs, read once per transaction (an alert storm joins one case thousands of times);
+        ``enqueue`` and ``supersede_waiting`` keep the list current."""
+        memo = self._memo(session)
+        if case_id not in memo:
+            rows = session.scalars(select(WorkflowRun).where(WorkflowRun.case_id == case_id))
+            memo[case_id] = [
+                _RunInfo(r.id, r.workflow, r.status, r.created_at, bool((r.input or {}).get("reassess")))
+                for r in rows
+            ]
+        return memo[case_id]
+
+    @staticmethod
+    def _memo(session: Session) -> dict[int, list[_RunInfo]]:
+        key = ("socflow.runqueue", id(session.get_transaction()))
+        memo: dict[int, list[_RunInfo]] = session.info.setdefault(key, {})
+        return memo
+
     def has_recent(self, session: Session, case_id: int, *, since: datetime) -> bool:
         """A run for the case that is queued or running, or was created after ``since``."""
         stmt = select(WorkflowRun.id).where(
@@ -154,4 +189,7 @@ class RunQueue:
                 .execution_options(synchronize_session=False)
             )
             CaseStore(session).record_run_event(run_id, "run.superseded", case_id=case_id, actor=actor)
+        for row in self._memo(session).get(case_id, []):
+            if row.id in ids:
+                row.status = RunStatus.superseded.value
         return ids

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
@@ -37,6 +37,14 @@ from socflow.store import CaseStore, find_run_step, record_run_step
 
 S = TypeVar("S", bound=Mapping[str, Any])
 U = TypeVar("U", bound=Mapping[str, Any])
+S_in = TypeVar("S_in", bound=Mapping[str, Any], contravariant=True)
+U_out = TypeVar("U_out", bound=Mapping[str, Any], covariant=True)
+
+
+class Node(Protocol[S_in, U_out]):
+    """A graph node: ``(state, runtime) -> partial state``."""
+
+    def __call__(self, state: S_in, runtime: Runtime[RunContext]) -> U_out: ...
 
 
 @dataclass
@@ -64,7 +72,7 @@ def _node_name(fn: Callable[..., Any]) -> str:
     return str(name or fn.__name__)
 
 
-def run_step(fn: Callable[[S, Runtime[RunContext]], U]) -> Callable[[S, Runtime[RunContext]], U]:
+def run_step(fn: Node[S, U]) -> Node[S, U]:
     """Wrap a graph node: a re-run of a recorded visit returns the recorded update; else the node runs
     and its update is recorded (by ``tx.done`` with its rows, or here when it wrote nothing)."""
 

@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from socflow.casework import alert_evidence, load_case
 from socflow.enums import AuthorKind, CaseStatus, Severity, Verdict
 from socflow.errors import ModelError, SiemError, StructuredOutputError
-from socflow.hitl import apply_note_decision, request_approval
+from socflow.hitl import Outcome, apply_note_decision, request_approval
 from socflow.policy import CaseFacts, decide
 from socflow.schemas import EvidenceRecord, TechniqueRecord
 from socflow.sdk import RunContext, TechniqueState, technique_state
@@ -84,7 +84,8 @@ def gather_evidence(state: TriageState, runtime: Runtime[RunContext]) -> TriageS
         if case.status == CaseStatus.new.value:
             tx.store.move_case(case_id, CaseStatus.triaging, actor=ACTOR, reason="triage started")
         tx.store.add_evidence(case_id, records, actor=ACTOR)
-        return tx.done({"evidence_ids": [e.evidence_id for e in tx.store.list_evidence(case_id)]})
+        update: TriageState = {"evidence_ids": [e.evidence_id for e in tx.store.list_evidence(case_id)]}
+        return tx.done(update)
 
 
 @run_step
@@ -115,7 +116,8 @@ def map_attack(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     techniques = list(by_key.values())
     with step_writes(runtime) as tx:
         tx.store.add_techniques(case_id, [TechniqueRecord.model_validate(t) for t in techniques], actor=ACTOR)
-        return tx.done({"techniques": techniques})
+        update: TriageState = {"techniques": techniques}
+        return tx.done(update)
 
 
 @run_step
@@ -176,7 +178,8 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
             actor=ACTOR,
             rationale=assessment["rationale"],
         )
-        return tx.done({"assessment": assessment})
+        update: TriageState = {"assessment": assessment}
+        return tx.done(update)
 
 
 @run_step
@@ -239,7 +242,8 @@ def draft_note(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
             verdict=state["assessment"]["verdict"],
             confidence=state["assessment"].get("confidence"),
         )
-        return tx.done({"draft": {"revision": revision, "status": result.status.value}, **request})
+        update: TriageState = {"draft": {"revision": revision, "status": result.status.value}, **request}
+        return tx.done(update)
 
 
 @run_step
@@ -248,16 +252,14 @@ def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageSta
     with step_writes(runtime) as tx:
         if state["policy"]["auto_close"]:
             tx.store.move_case(case_id, CaseStatus.closed, actor=ACTOR, reason=state["policy"]["reason"])
+            outcome = Outcome.auto_closed.value
             tx.store.record_run_event(
-                tx.ctx.run_id,
-                "run.finalize_case",
-                case_id=case_id,
-                actor=ACTOR,
-                data={"outcome": "auto_closed"},
+                tx.ctx.run_id, f"run.{tx.node}", case_id=case_id, actor=ACTOR, data={"outcome": outcome}
             )
-            return tx.done({"outcome": "auto_closed"})
+            closed: TriageState = {"outcome": outcome}
+            return tx.done(closed)
         closing = tx.store.get_case(case_id).verdict in CLOSING_VERDICTS
-        update = apply_note_decision(
+        decided = apply_note_decision(
             tx,
             state,
             note_kind=NOTE_KIND,
@@ -265,7 +267,7 @@ def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageSta
             approved_case_status=CaseStatus.closed if closing else CaseStatus.escalated,
             case_follows_note=True,
         )
-        return tx.done(update)
+        return tx.done(decided)
 
 
 __all__ = [
