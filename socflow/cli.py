@@ -23,9 +23,10 @@ from socflow.cli_eval import bench_command, eval_command
 from socflow.cli_worker import db_prune, sweep
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
-from socflow.decisions import AmbiguousDecision, Decision, submit_decision
+from socflow.decisions import AmbiguousDecision, submit_decision
 from socflow.enums import CaseStatus
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
+from socflow.hitl import Action, Decision
 from socflow.ingest import IngestService, parse_ndjson, parse_payload
 from socflow.model.cli import app as model_app
 from socflow.runner import RunStatus
@@ -285,10 +286,10 @@ def approve(
     chosen = [
         name
         for name, on in (
-            ("approve", approve_),
-            ("edit", edit is not None),
-            ("reject", reject),
-            ("escalate", escalate),
+            (Action.approve, approve_),
+            (Action.edit, edit is not None),
+            (Action.reject, reject),
+            (Action.escalate, escalate),
         )
         if on
     ]

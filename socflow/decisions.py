@@ -1,47 +1,21 @@
-"""One decision path for every door (CLI ``socflow approve``, the REST API, the web UI): validate an
-analyst's decision against the case's pending interrupt, then resume that run."""
+"""One decision path for every door (CLI ``socflow approve``, the REST API, the web UI, the test
+harness): validate an analyst's ``socflow.hitl.Decision`` against the case's pending interrupt, then
+resume that run."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
-
-from socflow.enums import Verdict
 from socflow.errors import AttackError, ConflictError, InputError, NotFoundError
+from socflow.hitl import Decision, allowed_actions, missing_items, note_kind_of, unknown_items
 from socflow.runner import AdvanceResult, Runner
 from socflow.schemas import TechniqueRecord
 from socflow.store import CaseStore
 from socflow.tables import WorkflowRun
 
-Action = Literal["approve", "edit", "reject", "escalate"]
-
-
-MAX_OVERRIDE_TECHNIQUES = 20
 _SPLIT = re.compile(r"[\s,;]+")
-
-
-class Decision(BaseModel):
-    """An analyst's decision, with optional overrides stored as analyst labels for evaluation."""
-
-    action: Action
-    user: str = Field(min_length=1, max_length=200)
-    body: str | None = Field(default=None, min_length=1, max_length=64 * 1024)
-    reason: str | None = Field(default=None, min_length=1, max_length=4000)
-    verdict: Verdict | None = None
-    techniques: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
-        default_factory=list, max_length=MAX_OVERRIDE_TECHNIQUES
-    )
-
-    @model_validator(mode="after")
-    def _needs(self) -> Decision:
-        if self.action == "edit" and not self.body:
-            raise ValueError("an edit needs the edited note body")
-        if self.action in ("reject", "escalate") and not self.reason:
-            raise ValueError(f"{self.action} needs a reason")
-        return self
 
 
 class AmbiguousDecision(ConflictError):
@@ -86,34 +60,48 @@ def submit_decision(
     Raises StaleDraft (new alerts joined after the draft), NotFoundError (nothing pending),
     AmbiguousDecision (several runs wait: name one), DecisionNotAllowed (not offered now).
     """
-    with runner.factory() as session:
-        note = CaseStore(session).get_note(case_id)
-        if note is not None and note.stale_at is not None and note.status == "draft":
-            raise StaleDraft(
-                f"the draft of case {case_id} is stale: new alerts joined it at "
-                f"{note.stale_at:%Y-%m-%d %H:%M:%S}; a re-assessment is queued, decide on the new draft"
-            )
-    labels = resolve_techniques(runner.deps.attack, decision.techniques)
+    refuse_stale(runner, case_id, run_id)
     run = pending_run(runner, case_id, run_id)
-    allowed = (run.pending_interrupt or {}).get("allowed_actions") or [
-        "approve",
-        "edit",
-        "reject",
-        "escalate",
-    ]
-    if decision.action not in allowed:
-        raise DecisionNotAllowed(
-            f"{decision.action} is not allowed now (allowed: {', '.join(allowed)})", field="action"
-        )
-    result = runner.resume(
-        run.id, decision.model_dump(mode="json", exclude={"verdict", "techniques"}), user=decision.user
-    )
+    check_decision(run, decision)
+    labels = resolve_techniques(runner.deps.attack, decision.techniques)
+    result = runner.resume(run.id, dict(decision.payload()), user=decision.user)
     if result.advanced and (decision.verdict is not None or labels):
         with runner.factory() as session, session.begin():
             CaseStore(session).set_analyst_labels(
                 case_id, actor=decision.user, verdict=decision.verdict, techniques=labels
             )
     return result
+
+
+def refuse_stale(runner: Runner, case_id: int, run_id: str | None = None) -> None:
+    """StaleDraft when new alerts joined the case after the draft (of ``run_id``'s note kind, or of any
+    kind when no run is named) was written: its waiting run is superseded by a re-assessment."""
+    kind = note_kind_of(runner.get(run_id).pending_interrupt) if run_id is not None else None
+    with runner.factory() as session:
+        drafts = CaseStore(session).list_draft_notes(case_id)
+        stale = [n for n in drafts if n.stale_at is not None and (kind is None or n.kind == kind)]
+        if stale:
+            raise StaleDraft(
+                f"the draft of case {case_id} is stale: new alerts joined it at "
+                f"{stale[0].stale_at:%Y-%m-%d %H:%M:%S}; a re-assessment is queued, decide on the new draft"
+            )
+
+
+def check_decision(run: WorkflowRun, decision: Decision) -> None:
+    """Refuse an action the pending interrupt does not offer, or items it does not hold or lacks."""
+    request = run.pending_interrupt
+    allowed = allowed_actions(request)
+    if decision.action not in allowed:
+        raise DecisionNotAllowed(
+            f"{decision.action.value} is not allowed now (allowed: {', '.join(a.value for a in allowed)})",
+            field="action",
+        )
+    unknown = unknown_items(request, decision)
+    if unknown:
+        raise DecisionNotAllowed(f"no such item in this request: {', '.join(unknown)}", field="items")
+    missing = missing_items(request, decision)
+    if missing and decision.action.value in ("approve", "edit"):
+        raise DecisionNotAllowed(f"decide every item: {', '.join(missing)} undecided", field="items")
 
 
 def resolve_techniques(catalog: Any, ids: Sequence[str]) -> list[TechniqueRecord]:

@@ -59,6 +59,22 @@ class NoteStatus(StrEnum):
     rejected = "rejected"
 
 
+DEFAULT_NOTE_KIND = "case_note"  # the note kind a workflow drafts unless its spec names another
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    awaiting_input = "awaiting_input"
+    completed = "completed"
+    failed = "failed"
+    superseded = "superseded"  # its draft went stale: a newer run re-assesses the case
+
+
+FINAL_RUN_STATUSES = frozenset({RunStatus.completed, RunStatus.failed, RunStatus.superseded})
+ACTIVE_RUN_STATUSES = frozenset({RunStatus.queued, RunStatus.running})
+
+
 class AuthorKind(StrEnum):
     model = "model"
     analyst = "analyst"

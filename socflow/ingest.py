@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,10 +22,10 @@ from socflow.enums import CaseStatus
 from socflow.errors import InputError
 from socflow.grouping import Grouper, OneCasePerAlert
 from socflow.observables import extract
-from socflow.runner import RunQueue
+from socflow.runqueue import RunQueue
 from socflow.schemas import AlertIn, IngestItem, IngestReport
 from socflow.store import CaseStore
-from socflow.tables import Case, WorkflowRun
+from socflow.tables import Case
 
 CHUNK = 200
 
@@ -90,11 +89,12 @@ def validation_reason(exc: ValidationError) -> tuple[str | None, str]:
 
 
 class IngestService:
-    """Ingest alerts; new cases get one queued workflow run (``queue``), committed with the case.
+    """Ingest alerts; ``queue`` starts the workflows whose triggers match (``socflow.runqueue``), in the
+    transaction that stores the alert and its case.
 
     ``on_case_created`` and ``on_run_queued`` run after the commit (e.g. to hand runs to a dispatcher).
-    An alert that joins a case whose draft awaits approval marks the draft stale, supersedes the waiting
-    run and queues at most one re-assessment per case per grouping window.
+    An alert that joins a case marks its drafts stale; the queue supersedes the waiting runs, queues at
+    most one re-assessment per workflow and case per window, and starts triggered workflows new to the case.
     """
 
     def __init__(
@@ -161,29 +161,15 @@ class IngestService:
                 self.on_run_queued(run_id)
 
     def _after_join(
-        self, session: Session, store: CaseStore, case: Case, alert_id: int, actor: str
+        self, session: Session, store: CaseStore, case: Case, alert: AlertIn, alert_id: int, actor: str
     ) -> list[str]:
-        if case.status != CaseStatus.awaiting_approval.value:
-            return []
-        store.mark_draft_stale(case.id, actor=actor, reason=f"alert {alert_id} joined the case")
         if self.queue is None:
+            if case.status == CaseStatus.awaiting_approval.value:
+                store.mark_draft_stale(case.id, actor=actor, reason=f"alert {alert_id} joined the case")
             return []
-        self.queue.supersede_waiting(session, case.id, actor=actor)
-        since = store.clock() - self.reassess_window
-        recent = session.scalars(
-            select(WorkflowRun).where(WorkflowRun.case_id == case.id, WorkflowRun.created_at >= since)
+        return self.queue.on_alert_joined(
+            session, case.id, alert, actor=actor, why=f"alert {alert_id} joined", window=self.reassess_window
         )
-        if any((r.input or {}).get("reassess") for r in recent):
-            return []
-        return [
-            self.queue.enqueue(
-                session,
-                case_id=case.id,
-                actor=actor,
-                data={"reassess": True},
-                reason=f"re-assess: alert {alert_id} joined while the draft awaited approval",
-            )
-        ]
 
     def _ingest_one(
         self, session: Session, store: CaseStore, item: ParsedItem, actor: str
@@ -219,13 +205,12 @@ class IngestService:
                     grouping_reason=assignment.reason,
                 )
                 if assignment.created:
+                    queue = self.queue
                     runs = (
-                        [self.queue.enqueue(session, case_id=row.case_id, actor=actor, reason="new case")]
-                        if self.queue is not None
-                        else []
+                        queue.on_case_opened(session, assignment.case.id, alert, actor=actor) if queue else []
                     )
                 else:
-                    runs = self._after_join(session, store, assignment.case, row.id, actor)
+                    runs = self._after_join(session, store, assignment.case, alert, row.id, actor)
         except IntegrityError:  # a concurrent writer stored the same alert first
             existing = store.find_alert(alert.source, key)
             return (

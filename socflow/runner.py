@@ -15,11 +15,9 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -30,8 +28,11 @@ from sqlalchemy.orm import Session
 
 from socflow.checkpoints import open_checkpointer
 from socflow.db import database_url, is_sqlite
+from socflow.enums import FINAL_RUN_STATUSES
+from socflow.enums import RunStatus as RunStatus
 from socflow.errors import ConflictError, NotFoundError
 from socflow.registry import WorkflowRegistry
+from socflow.runqueue import RunQueue as RunQueue
 from socflow.schemas import now_utc
 from socflow.sdk import Deps, RunContext, WorkflowSpec
 from socflow.store import CaseStore
@@ -40,16 +41,7 @@ from socflow.tables import Approval, WorkflowRun
 log = logging.getLogger(__name__)
 
 
-class RunStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    awaiting_input = "awaiting_input"
-    completed = "completed"
-    failed = "failed"
-    superseded = "superseded"  # its draft went stale: a newer run re-assesses the case
-
-
-FINAL = frozenset({RunStatus.completed, RunStatus.failed, RunStatus.superseded})
+FINAL = FINAL_RUN_STATUSES
 
 
 class IncompatibleWorkflowVersion(ConflictError):
@@ -68,84 +60,6 @@ class AdvanceResult:
     status: RunStatus
     advanced: bool  # False: somebody else holds the run, or it had nothing to do
     interrupt: dict[str, Any] | None = None
-
-
-class RunQueue:
-    """Creates queued runs inside the caller's transaction (the run row commits with the case)."""
-
-    def __init__(
-        self,
-        registry: WorkflowRegistry,
-        *,
-        workflow: str = "alert_triage",
-        clock: Callable[[], datetime] = now_utc,
-    ) -> None:
-        self.registry = registry
-        self.workflow = workflow
-        self.clock = clock
-
-    def enqueue(
-        self,
-        session: Session,
-        *,
-        case_id: int | None,
-        actor: str,
-        workflow: str | None = None,
-        data: dict[str, Any] | None = None,
-        reason: str | None = None,
-    ) -> str:
-        spec = self.registry.get(workflow or self.workflow)
-        if spec.needs_case and case_id is None:
-            raise ConflictError(f"workflow {spec.name} needs a case")
-        now = self.clock()
-        run = WorkflowRun(
-            id=str(uuid.uuid4()),
-            workflow=spec.name,
-            workflow_version=spec.version,
-            case_id=case_id,
-            status=RunStatus.queued.value,
-            input=spec.initial_state(case_id, data or {}),
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(run)
-        session.flush()
-        CaseStore(session).record_run_event(
-            run.id, "run.queued", case_id=case_id, actor=actor, data={"workflow": spec.name, "reason": reason}
-        )
-        return run.id
-
-    def has_recent(self, session: Session, case_id: int, *, since: datetime) -> bool:
-        """A run for the case that is queued or running, or was created after ``since``."""
-        stmt = select(WorkflowRun.id).where(
-            WorkflowRun.case_id == case_id,
-            or_(
-                WorkflowRun.status.in_([RunStatus.queued.value, RunStatus.running.value]),
-                WorkflowRun.created_at >= since,
-            ),
-        )
-        return session.scalar(stmt.limit(1)) is not None
-
-    def supersede_waiting(self, session: Session, case_id: int, *, actor: str) -> list[str]:
-        """Runs of the case waiting at an interrupt become ``superseded`` (their draft is stale)."""
-        ids = list(
-            session.scalars(
-                select(WorkflowRun.id).where(
-                    WorkflowRun.case_id == case_id, WorkflowRun.status == RunStatus.awaiting_input.value
-                )
-            )
-        )
-        now = self.clock()
-        for run_id in ids:
-            session.execute(
-                update(WorkflowRun)
-                .where(WorkflowRun.id == run_id, WorkflowRun.status == RunStatus.awaiting_input.value)
-                .values(status=RunStatus.superseded.value, updated_at=now, finished_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            CaseStore(session).record_run_event(run_id, "run.superseded", case_id=case_id, actor=actor)
-        return ids
 
 
 def _owner() -> str:
@@ -184,11 +98,11 @@ class Runner:
         session: Session | None = None,
     ) -> str:
         """Create a queued run (in the caller's session, or committed here)."""
-        queue = RunQueue(self.registry, workflow=workflow, clock=self.clock)
+        queue = RunQueue(self.registry, clock=self.clock)
         if session is not None:
-            return queue.enqueue(session, case_id=case_id, actor=actor, data=data)
+            return queue.enqueue(session, workflow, case_id=case_id, actor=actor, data=data)
         with self.factory() as s, s.begin():
-            return queue.enqueue(s, case_id=case_id, actor=actor, data=data)
+            return queue.enqueue(s, workflow, case_id=case_id, actor=actor, data=data)
 
     def get(self, run_id: str) -> WorkflowRun:
         with self.factory() as s:

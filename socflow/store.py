@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from socflow.enums import (
     CASE_TRANSITIONS,
+    DEFAULT_NOTE_KIND,
     AuthorKind,
     CaseStatus,
     NoteStatus,
@@ -38,6 +39,7 @@ from socflow.tables import (
     Note,
     NoteRevision,
     Observable,
+    RunStep,
 )
 
 P = ParamSpec("P")
@@ -188,7 +190,7 @@ class CaseStore:
         )
         return self.session.scalar(stmt)
 
-    def get_note(self, case_id: int, *, kind: str = "case_note") -> Note | None:
+    def get_note(self, case_id: int, *, kind: str = DEFAULT_NOTE_KIND) -> Note | None:
         stmt = (
             select(Note).where(Note.case_id == case_id, Note.kind == kind).order_by(Note.id.desc()).limit(1)
         )
@@ -216,26 +218,10 @@ class CaseStore:
         stmt = select(CaseTechnique).where(CaseTechnique.case_id == case_id).order_by(CaseTechnique.id)
         return list(self.session.scalars(stmt))
 
-    def find_revision(self, case_id: int, *, comment: str, kind: str = "case_note") -> NoteRevision | None:
-        note = self.get_note(case_id, kind=kind)
-        if note is None:
-            return None
-        stmt = select(NoteRevision).where(NoteRevision.note_id == note.id, NoteRevision.comment == comment)
-        return self.session.scalar(stmt.limit(1))
-
-    def find_run_step(self, run_id: str, action: str, step: int) -> dict[str, Any] | None:
-        """The state update a run recorded for an idempotent step (``action`` with ``data.step``), or None.
-
-        Graph nodes that write and finish in one transaction record their result this way, so a node
-        re-run after a crash returns what it did instead of doing it twice.
-        """
-        stmt = select(AuditEvent).where(
-            AuditEvent.action == action, AuditEvent.entity_type == "run", AuditEvent.entity_id == run_id
-        )
-        for event in self.session.scalars(stmt):
-            if (event.data or {}).get("step") == step:
-                return dict(event.data.get("update") or {})
-        return None
+    def list_draft_notes(self, case_id: int) -> list[Note]:
+        """The case's notes of every kind whose current revision is a draft."""
+        stmt = select(Note).where(Note.case_id == case_id, Note.status == NoteStatus.draft.value)
+        return list(self.session.scalars(stmt.order_by(Note.id)))
 
     def list_audit(self, *, case_id: int | None = None, action: str | None = None) -> list[AuditEvent]:
         stmt = select(AuditEvent)
@@ -410,7 +396,7 @@ class CaseStore:
         *,
         author: str,
         author_kind: AuthorKind | str = AuthorKind.model,
-        kind: str = "case_note",
+        kind: str = DEFAULT_NOTE_KIND,
         comment: str | None = None,
     ) -> NoteRevision:
         """A new draft: creates the case's note, or adds a draft revision to it."""
@@ -452,7 +438,7 @@ class CaseStore:
         actor: str,
         body: str | None = None,
         comment: str | None = None,
-        kind: str = "case_note",
+        kind: str = DEFAULT_NOTE_KIND,
     ) -> NoteRevision:
         """An analyst's decision on the current draft: approve (optionally with an edited body) or reject.
 
@@ -731,21 +717,24 @@ class CaseStore:
         return row
 
     @mutation("note.marked_stale")
-    def mark_draft_stale(self, case_id: int, *, actor: str, reason: str) -> Note | None:
-        """A new alert joined a case whose draft awaits approval: deciding on that draft is refused."""
-        note = self.get_note(case_id)
-        if note is None or note.status != NoteStatus.draft.value or note.stale_at is not None:
-            return None
-        note.stale_at = self.clock()
+    def mark_draft_stale(self, case_id: int, *, actor: str, reason: str) -> list[Note]:
+        """A new alert joined the case: its drafts (of every note kind) are stale, deciding on them is
+        refused. One audit event names every note marked; none when no draft was fresh."""
+        notes = [n for n in self.list_draft_notes(case_id) if n.stale_at is None]
+        if not notes:
+            return []
+        now = self.clock()
+        for note in notes:
+            note.stale_at = now
         self._audit(
             "note.marked_stale",
             actor=actor,
             entity_type="note",
-            entity_id=note.id,
+            entity_id=notes[0].id,
             case_id=case_id,
-            data={"reason": reason},
+            data={"reason": reason, "notes": [n.id for n in notes], "kinds": [n.kind for n in notes]},
         )
-        return note
+        return notes
 
     def list_tokens(self) -> list[ApiToken]:
         return list(self.session.scalars(select(ApiToken).order_by(ApiToken.id)))
@@ -788,3 +777,22 @@ def mutating_methods(cls: type = CaseStore) -> dict[str, str]:
 
 def public_methods(cls: type = CaseStore) -> Sequence[str]:
     return sorted(name for name, member in vars(cls).items() if not name.startswith("_") and callable(member))
+
+
+# -- run steps (core-a) ----------------------------------------------------------------------------------
+# Run bookkeeping like the runner's ``workflow_runs`` rows, not case data: no audit event. Written in the
+# transaction of the node's own rows (``socflow.steps``), so both commit or neither does.
+
+
+def find_run_step(session: Session, run_id: str, node: str, key: str) -> dict[str, Any] | None:
+    """The state update a run's node recorded for this visit (``key``), or None."""
+    stmt = select(RunStep.update).where(RunStep.run_id == run_id, RunStep.node == node, RunStep.key == key)
+    found = session.scalar(stmt.limit(1))
+    return dict(found) if found is not None else None
+
+
+def record_run_step(
+    session: Session, run_id: str, node: str, key: str, update: dict[str, Any], *, at: datetime
+) -> None:
+    session.add(RunStep(run_id=run_id, node=node, key=key, update=update, created_at=at))
+    session.flush()

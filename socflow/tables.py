@@ -291,3 +291,20 @@ class ConnectorCursor(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     cursor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- core-a --
+class RunStep(Base):
+    """What one graph node of a run returned, written in the same transaction as the node's rows: a node
+    re-run after a crash (LangGraph re-runs a node whose checkpoint was not written) returns this instead
+    of doing its work twice. ``key`` tells visits of the same node apart (revision 0008)."""
+
+    __tablename__ = "run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "node", "key", name="uq_run_steps_run_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(36), index=True)
+    node: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(64))
+    update: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -24,15 +24,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from socflow import migrate, wiring
 from socflow.db import make_engine, session_factory
-from socflow.decisions import Decision
-from socflow.enums import Severity
+from socflow.decisions import DecisionNotAllowed, submit_decision
+from socflow.enums import RunStatus, Severity
 from socflow.errors import SiemError
+from socflow.hitl import Action, Decision, ItemDecision
 from socflow.ingest import dedup_key
 from socflow.model.recorder import CallRecord, ModelCallRecorder
 from socflow.model.scripted import ScriptedCall, ScriptedModel, ScriptRule
 from socflow.observables import extract
 from socflow.registry import WorkflowRegistry, discover
-from socflow.runner import AdvanceResult, Runner, RunStatus
+from socflow.runner import AdvanceResult, Runner
 from socflow.schemas import AlertIn
 from socflow.sdk import WorkflowSpec
 from socflow.settings import Settings
@@ -59,8 +60,6 @@ __all__ = [
 # -- workflow authoring helpers (issue 10) -----------------------------------------------------------
 # Everything below is core-only: the ATT&CK catalog comes through ``socflow.wiring`` (the composition
 # root), and the in-memory SIEM is duck-typed to what workflows call on a SIEM backend.
-
-ALL_ACTIONS = ("approve", "edit", "reject", "escalate")
 
 
 def attack_catalog() -> Any:
@@ -325,20 +324,25 @@ class WorkflowHarness:
     def resume(
         self,
         run_id: str,
-        action: str = "approve",
+        action: Action | str = Action.approve,
         *,
         user: str = "analyst",
         body: str | None = None,
         reason: str | None = None,
+        items: Sequence[ItemDecision] = (),
         expect: RunStatus | None = None,
     ) -> AdvanceResult:
-        """Decide on the run's pending interrupt the way ``socflow approve`` does, and drive it on."""
-        decision = Decision.model_validate({"action": action, "user": user, "body": body, "reason": reason})
+        """Decide on the run's pending interrupt through ``submit_decision``, the path every door takes
+        (it refuses a stale draft, an action the interrupt does not offer, or undecided items)."""
+        decision = Decision(action=Action(action), user=user, body=body, reason=reason, items=list(items))
         run = self.runner.get(run_id)
-        allowed = (run.pending_interrupt or {}).get("allowed_actions") or list(ALL_ACTIONS)
-        if decision.action not in allowed:
-            raise RunFailed(f"{decision.action} is not allowed at this interrupt (allowed: {allowed})")
-        return self._checked(self.runner.resume(run_id, decision.model_dump(mode="json"), user=user), expect)
+        if run.case_id is None:
+            raise RunFailed(f"run {run_id} has no case to decide on")
+        try:
+            result = submit_decision(self.runner, run.case_id, decision, run_id=run_id)
+        except DecisionNotAllowed as exc:
+            raise RunFailed(str(exc)) from exc
+        return self._checked(result, expect)
 
     def state(self, run_id: str) -> dict[str, Any]:
         """The run's latest graph state (from its checkpoints)."""

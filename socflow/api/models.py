@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from socflow.auth import Role
 from socflow.enums import Severity
+from socflow.hitl import Decision, DecisionFields
 from socflow.schemas import IngestItem
 
 T = TypeVar("T")
@@ -170,21 +171,13 @@ class MoveAlertIn(BaseModel):
     case_id: int = Field(description="the case the alert moves to", ge=1, le=2**63 - 1)
 
 
-class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DecisionIn(DecisionFields):
+    """The analyst's decision (``socflow.hitl``); ``run_id`` names the run when several wait."""
 
-    action: Literal["approve", "edit", "reject", "escalate"]
-    body: str | None = Field(default=None, min_length=1, max_length=64 * 1024)
-    reason: str | None = Field(default=None, min_length=1, max_length=4000)
     run_id: str | None = Field(default=None, max_length=36)
 
-    @model_validator(mode="after")
-    def _needs(self) -> DecisionIn:
-        if self.action == "edit" and not self.body:
-            raise ValueError("an edit needs the edited note body")
-        if self.action in ("reject", "escalate") and not self.reason:
-            raise ValueError(f"{self.action} needs a reason")
-        return self
+    def decision(self, user: str) -> Decision:
+        return Decision(user=user, **self.model_dump(exclude={"run_id"}))
 
 
 class DecisionOut(BaseModel):

@@ -28,8 +28,9 @@ from socflow.api.models import (
     TechniqueOut,
 )
 from socflow.auth import Principal, Role
-from socflow.decisions import Decision, submit_decision
+from socflow.decisions import submit_decision
 from socflow.enums import CaseStatus, Severity, Verdict
+from socflow.errors import ConflictError
 from socflow.store import CaseStore
 from socflow.tables import Case, Note, WorkflowRun
 
@@ -149,12 +150,9 @@ def decide(
 
     409 when the draft is stale (a new alert joined the case) or already decided.
     """
-    decision = Decision(action=body.action, user=who.name, body=body.body, reason=body.reason)
-    result = submit_decision(svc.runner, case_id, decision, run_id=body.run_id)
+    result = submit_decision(svc.runner, case_id, body.decision(who.name), run_id=body.run_id)
     with svc.factory() as session:
         case = CaseStore(session).get_case(case_id)
     if not result.advanced:
-        from socflow.errors import ConflictError
-
         raise ConflictError(f"run {result.run_id} was already decided")
     return DecisionOut(run_id=result.run_id, status=result.status.value, case_status=case.status)

@@ -1,7 +1,6 @@
-"""What the UI's forms do. Decisions go through ``socflow.decisions.submit_decision``, the one decision
-path shared with ``POST /api/v1/cases/{id}/decision`` and ``socflow approve`` (it refuses stale drafts);
-the analyst overrides below are meant to move into ``submit_decision`` too, after which ``decide`` is
-only its call.
+"""What the UI's forms do. Decisions are ``socflow.hitl.Decision``s submitted through
+``socflow.decisions.submit_decision``, the one decision path shared with ``POST /api/v1/cases/{id}/decision``,
+``socflow approve`` and the test harness (it refuses stale drafts and stores the analyst overrides).
 """
 
 from __future__ import annotations
@@ -13,9 +12,10 @@ from pydantic import ValidationError
 
 from socflow.api.deps import Services
 from socflow.auth import Principal
-from socflow.decisions import Action, Decision, split_ids, submit_decision
+from socflow.decisions import split_ids, submit_decision
 from socflow.enums import Verdict
 from socflow.errors import ConflictError, InputError
+from socflow.hitl import Action, Decision
 from socflow.runner import AdvanceResult
 from socflow.store import CaseStore
 
@@ -65,21 +65,23 @@ def parse_verdict(raw: str | None) -> Verdict | None:
 def decide(svc: Services, case_id: int, form: DecisionForm, who: Principal) -> AdvanceResult:
     """Validate the form and the overrides, submit the decision (``submit_decision`` refuses a stale
     draft), then store the overrides as analyst labels."""
-    if form.action not in ("approve", "edit", "reject", "escalate"):
-        raise InputError("choose approve, edit, reject or escalate", field="action")
-    action: Action = form.action  # type: ignore[assignment]
+    if form.action not in Action.__members__:
+        raise InputError(f"choose {', '.join(a.value for a in Action)}", field="action")
+    action = Action(form.action)
     try:
         decision = Decision(
             action=action,
             user=who.name,
-            body=form.body if action == "edit" else None,
+            body=form.body if action is Action.edit else None,
             reason=form.reason,
             verdict=parse_verdict(form.verdict),
             techniques=split_ids(form.techniques),
         )
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(x) for x in err.get("loc", ())) or ("reason" if action != "edit" else "body")
+        where = ".".join(str(x) for x in err.get("loc", ())) or (
+            "body" if action is Action.edit else "reason"
+        )
         raise InputError(str(err.get("msg", "invalid")).removeprefix("Value error, "), field=where) from None
     result = submit_decision(svc.runner, case_id, decision, run_id=form.run_id)
     if not result.advanced:

@@ -12,7 +12,17 @@ from sqlalchemy.orm import Session
 
 from socflow.api.models import AuditOut, CaseDetail, EvidenceOut, NoteOut, RevisionOut, RunOut
 from socflow.api.routes_cases import case_detail
-from socflow.enums import CaseStatus, Severity, Verdict
+from socflow.enums import (
+    ACTIVE_RUN_STATUSES,
+    DEFAULT_NOTE_KIND,
+    CaseStatus,
+    NoteStatus,
+    Priority,
+    RunStatus,
+    Severity,
+    Verdict,
+)
+from socflow.hitl import allowed_actions, note_kind_of
 from socflow.tables import Alert, Case, ModelCall, WorkflowRun
 
 QUEUE_LIMIT = 200
@@ -32,11 +42,8 @@ _SEVERITY_RANK = sql_case(
     else_=0,
 )
 _PRIORITY_RANK = sql_case(
-    (Case.priority == "critical", 0),
-    (Case.priority == "high", 1),
-    (Case.priority == "medium", 2),
-    (Case.priority == "low", 3),
-    else_=4,
+    *[(Case.priority == p.value, i) for i, p in enumerate(reversed(Priority))],
+    else_=len(Priority),
 )
 
 
@@ -105,19 +112,60 @@ def queue(session: Session, filters: QueueFilters, *, me: str) -> tuple[list[Que
 
 
 @dataclass
-class CasePage:
-    detail: CaseDetail
-    labels: dict[str, str]  # evidence_id -> "E3"
-    evidence: list[tuple[str, EvidenceOut]]
+class NoteView:
+    """One note kind on the case page: the note, its current revision, and the run waiting on it."""
+
+    kind: str
     note: NoteOut | None
     draft: RevisionOut | None
     stale: bool
     pending: RunOut | None
     allowed_actions: list[str]
+
+    @property
+    def title(self) -> str:
+        return self.kind.replace("_", " ").capitalize()
+
+    @property
+    def workflow(self) -> str | None:
+        return self.pending.workflow if self.pending else None
+
+
+@dataclass
+class CasePage:
+    detail: CaseDetail
+    labels: dict[str, str]  # evidence_id -> "E3"
+    evidence: list[tuple[str, EvidenceOut]]
+    notes: list[NoteView]  # the primary note first: the one a decision waits on, else the default kind
     rationale: str | None
     analyst_labels: dict[str, Any] | None
     active_runs: bool
     runs: list[RunOut] = field(default_factory=list)
+
+    @property
+    def primary(self) -> NoteView:
+        return self.notes[0]
+
+    # the primary note's parts, for the decision form and the edit page
+    @property
+    def note(self) -> NoteOut | None:
+        return self.primary.note
+
+    @property
+    def draft(self) -> RevisionOut | None:
+        return self.primary.draft
+
+    @property
+    def stale(self) -> bool:
+        return self.primary.stale
+
+    @property
+    def pending(self) -> RunOut | None:
+        return self.primary.pending
+
+    @property
+    def allowed_actions(self) -> list[str]:
+        return self.primary.allowed_actions
 
 
 def _latest(audit: list[AuditOut], action: str) -> AuditOut | None:
@@ -125,34 +173,44 @@ def _latest(audit: list[AuditOut], action: str) -> AuditOut | None:
     return found[-1] if found else None
 
 
-def case_page(session: Session, case_id: int) -> CasePage:
-    detail = case_detail(session, case_id)
-    evidence = [(f"E{i}", e) for i, e in enumerate(detail.evidence, start=1)]
-    notes = [n for n in detail.notes if n.kind == "case_note"]
-    note = notes[-1] if notes else None
+def _note_view(kind: str, notes: list[NoteOut], waiting: list[RunOut]) -> NoteView:
+    of_kind = [n for n in notes if n.kind == kind]
+    note = of_kind[-1] if of_kind else None
     draft = None
     if note is not None:
         current = [r for r in note.revisions if r.revision == note.current_revision]
         draft = current[0] if current else (note.revisions[-1] if note.revisions else None)
-    pending_runs = [r for r in detail.runs if r.status == "awaiting_input"]
+    pending_runs = [r for r in waiting if note_kind_of(r.pending_interrupt) == kind]
     pending = pending_runs[-1] if pending_runs else None
-    allowed = list((pending.pending_interrupt or {}).get("allowed_actions") or []) if pending else []
-    if pending and not allowed:
-        allowed = ["approve", "edit", "reject", "escalate"]
+    return NoteView(
+        kind=kind,
+        note=note,
+        draft=draft,
+        stale=bool(note is not None and note.status == NoteStatus.draft.value and note.stale_at is not None),
+        pending=pending,
+        allowed_actions=[a.value for a in allowed_actions(pending.pending_interrupt)] if pending else [],
+    )
+
+
+def case_page(session: Session, case_id: int) -> CasePage:
+    """A case with every note kind its workflows drafted (each approval request names its note kind)."""
+    detail = case_detail(session, case_id)
+    evidence = [(f"E{i}", e) for i, e in enumerate(detail.evidence, start=1)]
+    waiting = [r for r in detail.runs if r.status == RunStatus.awaiting_input.value]
+    kinds = [note_kind_of(r.pending_interrupt) for r in reversed(waiting)]  # latest decision first
+    kinds += [DEFAULT_NOTE_KIND] + [n.kind for n in detail.notes]
+    views = [_note_view(kind, detail.notes, waiting) for kind in dict.fromkeys(kinds)]
+    views = views[:1] + [v for v in views[1:] if v.note is not None or v.pending is not None]
     assessed = _latest(detail.audit, "case.assessed")
     labelled = _latest(detail.audit, "case.labelled")
     return CasePage(
         detail=detail,
         labels={e.evidence_id: label for label, e in evidence},
         evidence=evidence,
-        note=note,
-        draft=draft,
-        stale=bool(note is not None and note.status == "draft" and note.stale_at is not None),
-        pending=pending,
-        allowed_actions=allowed,
+        notes=views,
         rationale=(assessed.data.get("rationale") if assessed else None),
         analyst_labels=(labelled.data if labelled else None),
-        active_runs=any(r.status in ("queued", "running") for r in detail.runs),
+        active_runs=any(r.status in {s.value for s in ACTIVE_RUN_STATUSES} for r in detail.runs),
         runs=list(reversed(detail.runs)),
     )
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
+from socflow.hitl import await_approval, route_after_decision
 from socflow.sdk import RunContext
 from workflows.alert_triage import nodes
 from workflows.alert_triage.state import TriageState
@@ -23,7 +24,7 @@ def build() -> StateGraph[Any, Any, Any, Any]:
     g.add_node("assess_case", nodes.assess_case)
     g.add_node("apply_policy", nodes.apply_policy)
     g.add_node("draft_note", nodes.draft_note)
-    g.add_node("await_approval", nodes.await_approval)
+    g.add_node("await_approval", await_approval)
     g.add_node("finalize_case", nodes.finalize_case)
     g.add_edge(START, "gather_evidence")
     g.add_edge("gather_evidence", "map_attack")
@@ -33,6 +34,6 @@ def build() -> StateGraph[Any, Any, Any, Any]:
     g.add_edge("draft_note", "await_approval")
     g.add_edge("await_approval", "finalize_case")
     g.add_conditional_edges(
-        "finalize_case", nodes.route_after_finalize_case, ["draft_note", "await_approval", END]
+        "finalize_case", route_after_decision("draft_note"), ["draft_note", "await_approval", END]
     )
     return g

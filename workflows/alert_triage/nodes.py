@@ -1,69 +1,71 @@
 """Nodes of the alert-triage graph: plain functions ``(state, runtime) -> partial state``.
 
-Nodes read and write through the case store in short transactions of their own, and are idempotent:
-a node re-run after a crash (LangGraph re-runs the node whose checkpoint was not written) finds its
-rows already there and adds nothing twice.
+Every node is a ``@run_step``: it writes its rows in one ``step_writes`` transaction that also records its
+state update, so a node re-run after a crash (LangGraph re-runs the node whose checkpoint was not
+written) returns the recorded update and adds nothing twice. The approval part is ``socflow.hitl``.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import interrupt
 
 from socflow.casework import alert_evidence, load_case
-from socflow.enums import CaseStatus, NoteStatus, Severity
-from socflow.enums import Verdict as VerdictEnum
+from socflow.enums import AuthorKind, CaseStatus, Severity, Verdict
 from socflow.errors import ModelError, StructuredOutputError
 from socflow.evidence import case_context, collect_evidence
+from socflow.hitl import Outcome, apply_note_decision, request_approval
 from socflow.policy import CaseFacts, decide
 from socflow.schemas import TechniqueRecord
-from socflow.sdk import RunContext
+from socflow.sdk import RunContext, TechniqueState, technique_state
+from socflow.steps import run_step, step_writes
 from socflow.store import CaseStore
-from socflow.tables import Alert, Evidence
+from socflow.tables import Alert, Case, Evidence
 from tools.attack import MappingInput, map_techniques
 from tools.attack.mapper import EvidenceText
 from tools.notes import EvidenceItem, NoteInput, ValidatedTechnique, actions_from_audit, draft_case_note
 from workflows.alert_triage.prompts import VERDICT_LABELS, assess_messages, case_block, score_prompt
-from workflows.alert_triage.state import Assessment, TriageState
+from workflows.alert_triage.state import Assessment, AssessmentState, TriageState
 
 ACTOR = "socflow:alert_triage"
+NOTE_KIND = "case_note"
 WINDOW = timedelta(hours=1)
 MAX_ALERT_EVIDENCE = 20
 MAX_SIEM_EVIDENCE = 30
 MAX_MAPPED_ALERTS = 10
-CLOSING_VERDICTS = {VerdictEnum.false_positive.value, VerdictEnum.benign_positive.value}
+CLOSING_VERDICTS = {Verdict.false_positive.value, Verdict.benign_positive.value}
 
 
-def _load(ctx: RunContext, case_id: int) -> tuple[Any, list[Alert], list[Evidence]]:
+def _load(ctx: RunContext, case_id: int) -> tuple[Case, list[Alert], list[Evidence]]:
     snap = load_case(ctx.deps.factory, case_id, max_alerts=200)
     return snap.case, snap.alerts, snap.evidence
 
 
-def gather_evidence(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def gather_evidence(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     ctx = runtime.context
     case_id = state["case_id"]
     case, alerts, _ = _load(ctx, case_id)
     context = case_context(case_id, alerts[:MAX_MAPPED_ALERTS], window=WINDOW)
     found = collect_evidence(ctx.deps.evidence, context, limit=MAX_SIEM_EVIDENCE)
     records = [alert_evidence(a) for a in alerts[:MAX_ALERT_EVIDENCE]] + found
-    with ctx.deps.factory() as session, session.begin():
-        store = CaseStore(session)
+    with step_writes(runtime) as tx:
         if case.status == CaseStatus.new.value:
-            store.move_case(case_id, CaseStatus.triaging, actor=ACTOR, reason="triage started")
-        store.add_evidence(case_id, records, actor=ACTOR)
-        ids = [e.evidence_id for e in store.list_evidence(case_id)]
-    return {"evidence_ids": ids}
+            tx.store.move_case(case_id, CaseStatus.triaging, actor=ACTOR, reason="triage started")
+        tx.store.add_evidence(case_id, records, actor=ACTOR)
+        update: TriageState = {"evidence_ids": [e.evidence_id for e in tx.store.list_evidence(case_id)]}
+        return tx.done(update)
 
 
-def map_attack(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def map_attack(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     ctx = runtime.context
     case_id = state["case_id"]
     _, alerts, evidence = _load(ctx, case_id)
     evidence_text = [EvidenceText(evidence_id=e.evidence_id, text=e.summary) for e in evidence]
-    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    by_key: dict[tuple[str, str], TechniqueState] = {}
     seen_rules: set[str] = set()
     for alert in alerts:
         key = alert.rule_id or alert.title
@@ -81,16 +83,16 @@ def map_attack(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, An
             ctx=ctx.call("map_attack"),
         )
         for t in result.techniques:
-            by_key.setdefault((t.technique_id, t.source.value), t.model_dump(mode="json"))
+            by_key.setdefault((t.technique_id, t.source.value), technique_state(t.model_dump(mode="json")))
     techniques = list(by_key.values())
-    with ctx.deps.factory() as session, session.begin():
-        CaseStore(session).add_techniques(
-            case_id, [TechniqueRecord.model_validate(t) for t in techniques], actor=ACTOR
-        )
-    return {"techniques": techniques}
+    with step_writes(runtime) as tx:
+        tx.store.add_techniques(case_id, [TechniqueRecord.model_validate(t) for t in techniques], actor=ACTOR)
+        update: TriageState = {"techniques": techniques}
+        return tx.done(update)
 
 
-def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     ctx = runtime.context
     case_id = state["case_id"]
     case, alerts, evidence = _load(ctx, case_id)
@@ -102,7 +104,7 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, A
     )
     techs = [f"{t['technique_id']} {t['name']}" for t in state.get("techniques", [])]
     model = ctx.deps.model
-    assessment: dict[str, Any]
+    assessment: AssessmentState
     if model is None:
         assessment = {
             "verdict": "needs_review",
@@ -130,16 +132,16 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, A
         else:
             labels = {f"E{i}": e.evidence_id for i, e in enumerate(evidence[:25], start=1)}
             assessment = {
-                "verdict": answer.verdict,
-                "priority": answer.priority,
+                "verdict": answer.verdict.value,
+                "priority": answer.priority.value,
                 "rationale": answer.rationale,
                 "evidence": [labels[x] for x in answer.evidence if x in labels],
                 "confidence": round(float(scores.get(answer.verdict, 0.0)), 4),
                 "scores": {k: round(float(v), 4) for k, v in scores.items()},
                 "valid": True,
             }
-    with ctx.deps.factory() as session, session.begin():
-        CaseStore(session).set_assessment(
+    with step_writes(runtime) as tx:
+        tx.store.set_assessment(
             case_id,
             verdict=assessment["verdict"],
             confidence=assessment["confidence"],
@@ -147,173 +149,104 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, A
             actor=ACTOR,
             rationale=assessment["rationale"],
         )
-    return {"assessment": assessment}
+        update: TriageState = {"assessment": assessment}
+        return tx.done(update)
 
 
-def apply_policy(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def apply_policy(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     ctx = runtime.context
     case, alerts, _ = _load(ctx, state["case_id"])
     a = state["assessment"]
     facts = CaseFacts(
         severity=Severity(case.severity),
-        verdict=VerdictEnum(a["verdict"]),
-        confidence=a["confidence"] if a.get("confidence") is not None else 0.0,
+        verdict=Verdict(a["verdict"]),
+        confidence=a.get("confidence") or 0.0,
         rule_ids=sorted({al.rule_id or "" for al in alerts}),
     )
-    return {"policy": decide(ctx.deps.policy, facts).model_dump()}
+    decision = decide(ctx.deps.policy, facts)
+    return {"policy": {"auto_close": decision.auto_close, "reason": decision.reason}}
 
 
 def route_after_apply_policy(state: TriageState) -> Literal["draft_note", "finalize_case"]:
     return "finalize_case" if state["policy"]["auto_close"] else "draft_note"
 
 
-def draft_note(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def draft_note(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     ctx = runtime.context
     case_id = state["case_id"]
-    n = state.get("drafts_made", 0) + 1
-    marker = f"run {ctx.run_id} draft {n}"
     case, _, evidence = _load(ctx, case_id)
     with ctx.deps.factory() as session:
-        store = CaseStore(session)
-        techniques = [ValidatedTechnique.model_validate(t) for t in state.get("techniques", [])]
-        actions = actions_from_audit(store.list_audit(case_id=case_id, action="action.recorded"))
-        existing = store.find_revision(case_id, comment=marker)
-        body = existing.body if existing is not None else None
-    status = "existing"
-    if body is None:
-        title = (
-            case.title
-            if not state.get("reject_reason")
-            else f"{case.title} (analyst asked: {state['reject_reason']})"
+        actions = actions_from_audit(CaseStore(session).list_audit(case_id=case_id, action="action.recorded"))
+    reason = state.get("reject_reason")
+    title = case.title if not reason else f"{case.title} (analyst asked: {reason})"
+    result = draft_case_note(
+        ctx.deps.model,
+        NoteInput(case_id=case_id, title=title[:600], severity=case.severity),
+        [
+            EvidenceItem(evidence_id=e.evidence_id, summary=e.summary, timestamp=e.observed_at)
+            for e in evidence
+        ],
+        [ValidatedTechnique.model_validate(t) for t in state.get("techniques", [])],
+        actions,
+        ctx=ctx.call("draft_note"),
+        catalog=ctx.deps.attack,
+    )
+    model = ctx.deps.model
+    with step_writes(runtime) as tx:
+        revision = tx.store.draft_note(
+            case_id,
+            result.markdown,
+            author=model.model_id if model is not None else "socflow",
+            author_kind=AuthorKind.model if model is not None else AuthorKind.system,
+            kind=NOTE_KIND,
+        ).revision
+        if tx.store.get_case(case_id).status != CaseStatus.awaiting_approval.value:
+            tx.store.move_case(case_id, CaseStatus.awaiting_approval, actor=ACTOR, reason="draft ready")
+        request = request_approval(
+            state,
+            ctx,
+            note_kind=NOTE_KIND,
+            revision=revision,
+            evidence_ids=state.get("evidence_ids", []),
+            verdict=state["assessment"]["verdict"],
+            confidence=state["assessment"].get("confidence"),
         )
-        result = draft_case_note(
-            ctx.deps.model,
-            NoteInput(case_id=case_id, title=title[:600], severity=case.severity),
-            [
-                EvidenceItem(evidence_id=e.evidence_id, summary=e.summary, timestamp=e.observed_at)
-                for e in evidence
-            ],
-            techniques,
-            actions,
-            ctx=ctx.call("draft_note"),
-            catalog=ctx.deps.attack,
-        )
-        body, status = result.markdown, result.status.value
-        author = ctx.deps.model.model_id if ctx.deps.model is not None else "socflow"
-        with ctx.deps.factory() as session, session.begin():
-            store = CaseStore(session)
-            store.draft_note(
-                case_id,
-                body,
-                author=author,
-                author_kind="model" if ctx.deps.model else "system",
-                comment=marker,
-            )
-            if store.get_case(case_id).status != CaseStatus.awaiting_approval.value:
-                store.move_case(case_id, CaseStatus.awaiting_approval, actor=ACTOR, reason="draft ready")
-    with ctx.deps.factory() as session:
-        note = CaseStore(session).get_note(case_id)
-        revision = note.current_revision if note else 0
-    return {
-        "drafts_made": n,
-        "draft": {"revision": revision, "status": status},
-        "approval_request": {
-            "case_id": case_id,
-            "run_id": ctx.run_id,
-            "note_revision": revision,
-            "evidence_ids": state.get("evidence_ids", []),
-            "verdict": state["assessment"]["verdict"],
-            "confidence": state["assessment"]["confidence"],
-            "allowed_actions": ["approve", "edit", "reject", "escalate"],
-        },
-    }
+        update: TriageState = {"draft": {"revision": revision, "status": result.status.value}, **request}
+        return tx.done(update)
 
 
-def await_approval(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    return {"decision": interrupt(state["approval_request"])}
-
-
-def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    ctx = runtime.context
+@run_step
+def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     case_id = state["case_id"]
-    decision = state.get("decision") if not state["policy"]["auto_close"] else None
-    step = state.get("finalized", 0) + 1
-    outcome: str
-    update: dict[str, Any] = {"finalized": step}
-    with ctx.deps.factory() as session, session.begin():
-        store = CaseStore(session)
-        done = store.find_run_step(ctx.run_id, "run.finalize_case", step)
-        if done is not None:  # re-run after a crash: the step committed atomically before the crash
-            return done
-        case = store.get_case(case_id)
-        if decision is None:
-            store.move_case(case_id, CaseStatus.closed, actor=ACTOR, reason=state["policy"]["reason"])
-            outcome = "auto_closed"
-        else:
-            user, action = decision["user"], decision["action"]
-            closing = case.verdict in CLOSING_VERDICTS
-            if action in ("approve", "edit"):
-                body = decision.get("body") if action == "edit" else None
-                store.decide_note(
-                    case_id, status=NoteStatus.approved, actor=user, body=body, comment=decision.get("reason")
-                )
-                target = CaseStatus.closed if closing else CaseStatus.escalated
-                store.move_case(
-                    case_id,
-                    target,
-                    actor=user,
-                    reason="note approved" if action == "approve" else "note edited and approved",
-                )
-                outcome = target.value
-            elif action == "escalate":
-                store.move_case(case_id, CaseStatus.escalated, actor=user, reason=decision.get("reason"))
-                outcome = "escalated"
-            else:  # reject
-                store.decide_note(
-                    case_id, status=NoteStatus.rejected, actor=user, comment=decision.get("reason")
-                )
-                store.move_case(case_id, CaseStatus.triaging, actor=user, reason=decision.get("reason"))
-                outcome = "rejected"
-                update |= {"reject_reason": (decision.get("reason") or "")[:500]}
-                if state.get("drafts_made", 0) >= 2:  # one redraft only, then a person writes the note
-                    request = dict(
-                        state["approval_request"], allowed_actions=["edit", "escalate"], manual=True
-                    )
-                    update |= {"manual_only": True, "approval_request": request}
-                    store.move_case(
-                        case_id,
-                        CaseStatus.awaiting_approval,
-                        actor=ACTOR,
-                        reason="draft rejected twice: waiting for a manual note",
-                    )
-        store.record_run_event(
-            ctx.run_id,
-            "run.finalize_case",
-            case_id=case_id,
-            actor=decision["user"] if decision else ACTOR,
-            data={
-                "step": step,
-                "outcome": outcome,
-                "action": decision["action"] if decision else "auto_close",
-            },
+    with step_writes(runtime) as tx:
+        if state["policy"]["auto_close"]:
+            tx.store.move_case(case_id, CaseStatus.closed, actor=ACTOR, reason=state["policy"]["reason"])
+            outcome = Outcome.auto_closed.value
+            tx.store.record_run_event(
+                tx.ctx.run_id, f"run.{tx.node}", case_id=case_id, actor=ACTOR, data={"outcome": outcome}
+            )
+            closed: TriageState = {"outcome": outcome}
+            return tx.done(closed)
+        closing = tx.store.get_case(case_id).verdict in CLOSING_VERDICTS
+        decided = apply_note_decision(
+            tx,
+            state,
+            note_kind=NOTE_KIND,
+            actor=ACTOR,
+            approved_case_status=CaseStatus.closed if closing else CaseStatus.escalated,
+            case_follows_note=True,
         )
-    return {"outcome": outcome, **update}
-
-
-def route_after_finalize_case(state: TriageState) -> Literal["draft_note", "await_approval", "__end__"]:
-    if state.get("outcome") != "rejected":
-        return "__end__"
-    return "await_approval" if state.get("manual_only") else "draft_note"
+        return tx.done(decided)
 
 
 __all__ = [
     "apply_policy",
     "assess_case",
-    "await_approval",
     "draft_note",
     "finalize_case",
     "gather_evidence",
     "map_attack",
     "route_after_apply_policy",
-    "route_after_finalize_case",
 ]

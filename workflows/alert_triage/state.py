@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-Verdict = Literal["true_positive", "benign_positive", "false_positive", "needs_review"]
-Priority = Literal["low", "medium", "high", "critical"]
+from socflow.enums import Priority, Verdict
+from socflow.hitl import ApprovalState
+from socflow.sdk import TechniqueState
+
 EvidenceLabel = Annotated[str, Field(pattern=r"^E[0-9]{1,3}$")]
 
 
-class TriageState(TypedDict, total=False):
-    case_id: int
+class AssessmentState(TypedDict, total=False):
+    verdict: str  # a Verdict value
+    priority: str  # a Priority value
+    confidence: float | None  # from label log-likelihoods, never a number the model writes
+    evidence: list[str]  # evidence ids the verdict rests on
+    rationale: str
+    scores: dict[str, float]
+    valid: bool  # False: the fallback (no model, or its answer failed twice)
+
+
+class PolicyState(TypedDict):
+    auto_close: bool
+    reason: str
+
+
+class DraftState(TypedDict):
+    revision: int
+    status: str  # the drafter's status: valid, repaired, fallback
+
+
+class TriageState(ApprovalState, total=False):
     reassess: bool
     evidence_ids: list[str]
-    techniques: list[dict[str, Any]]
-    assessment: dict[str, Any]
-    policy: dict[str, Any]
-    draft: dict[str, Any]
-    drafts_made: int
-    reject_reason: str | None
-    manual_only: bool
-    approval_request: dict[str, Any]
-    decision: dict[str, Any]
-    outcome: str
-    finalized: int
+    techniques: list[TechniqueState]
+    assessment: AssessmentState
+    policy: PolicyState
+    draft: DraftState
 
 
 class Assessment(BaseModel):

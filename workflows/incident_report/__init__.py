@@ -3,6 +3,7 @@ ATT&CK techniques by tactic, remediation and next steps), citations checked, app
 
 from socflow.sdk import WorkflowSpec
 from workflows.incident_report.graph import build
+from workflows.incident_report.nodes import NOTE_KIND
 
 SPEC = WorkflowSpec(
     name="incident_report",
@@ -12,6 +13,7 @@ SPEC = WorkflowSpec(
     build=build,
     queue="workflows",
     output_keys=("outcome", "tactics"),
+    note_kind=NOTE_KIND,  # no trigger: started from a case page, the API or ``socflow workflow run``
 )
 
 __all__ = ["SPEC"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
+from socflow.hitl import await_approval, route_after_decision
 from socflow.sdk import RunContext
 from workflows.incident_report import nodes
 from workflows.incident_report.state import IncidentState
@@ -22,7 +23,7 @@ def build() -> StateGraph[Any, Any, Any, Any]:
     g.add_node("map_attack", nodes.map_attack)
     g.add_node("plan_response", nodes.plan_response)
     g.add_node("draft_report", nodes.draft_report)
-    g.add_node("await_approval", nodes.await_approval)
+    g.add_node("await_approval", await_approval)
     g.add_node("finalize_report", nodes.finalize_report)
     g.add_edge(START, "summarize_case")
     g.add_edge("summarize_case", "identify_impacted")
@@ -32,6 +33,6 @@ def build() -> StateGraph[Any, Any, Any, Any]:
     g.add_edge("draft_report", "await_approval")
     g.add_edge("await_approval", "finalize_report")
     g.add_conditional_edges(
-        "finalize_report", nodes.route_after_finalize_report, ["summarize_case", "await_approval", END]
+        "finalize_report", route_after_decision("summarize_case"), ["summarize_case", "await_approval", END]
     )
     return g

@@ -3,33 +3,51 @@
 Facts come from code (impacted hosts and users from alert entities, techniques from the ATT&CK catalog,
 actions from the audit log); the model writes the summary, the timeline and the recommendations, and every
 model-written part passes the note checker (citations, technique names, action claims) or is redrafted
-once with the findings, then falls back to evidence-only text. Nodes are idempotent on re-run.
+once with the findings, then falls back to evidence-only text. Every node is a ``@run_step`` (re-run
+safe); the approval part is ``socflow.hitl``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TypeVar
 
 from langgraph.runtime import Runtime
-from langgraph.types import interrupt
 from pydantic import BaseModel
 
 from socflow.casework import alert_evidence, load_case
-from socflow.enums import CASE_TRANSITIONS, CaseStatus, NoteStatus
+from socflow.enums import AuthorKind
 from socflow.errors import StructuredOutputError
-from socflow.schemas import TechniqueRecord
-from socflow.sdk import RunContext
+from socflow.hitl import apply_note_decision, request_approval
+from socflow.schemas import EvidenceRecord, TechniqueRecord
+from socflow.sdk import RunContext, TechniqueState, technique_state
+from socflow.steps import run_step, step_writes
 from socflow.store import CaseStore
 from socflow.tables import Alert, Case, Evidence
 from tools.attack import MappingInput, map_techniques
 from tools.attack.mapper import EvidenceText
-from tools.notes import EvidenceItem, NoteInput, NoteSections, ValidatedTechnique, actions_from_audit
+from tools.notes import (
+    EvidenceItem,
+    NoteInput,
+    NoteSections,
+    RecordedAction,
+    ValidatedTechnique,
+    actions_from_audit,
+)
 from tools.notes.checker import check_sections
 from tools.notes.render import fallback_sections
 from workflows.incident_report.prompts import evidence_block, plan_messages, summary_messages
 from workflows.incident_report.render import ReportParts, render_report
-from workflows.incident_report.state import IncidentState, IncidentSummary, ResponsePlan
+from workflows.incident_report.state import (
+    ImpactedEntry,
+    ImpactedState,
+    IncidentState,
+    IncidentSummary,
+    PlanState,
+    ResponsePlan,
+    SummaryState,
+    TacticGroup,
+)
 
 ACTOR = "socflow:incident_report"
 NOTE_KIND = "incident_report"
@@ -42,6 +60,11 @@ M = TypeVar("M", bound=BaseModel)
 def _load(ctx: RunContext, case_id: int) -> tuple[Case, list[Alert], list[Evidence]]:
     snap = load_case(ctx.deps.factory, case_id, max_alerts=MAX_ALERTS)
     return snap.case, snap.alerts, snap.evidence
+
+
+def _as_row(record: EvidenceRecord) -> Evidence:
+    """An evidence record not stored yet, as a detached row (its summary and time are all nodes read)."""
+    return Evidence(**record.model_dump())
 
 
 def _ordered(evidence: list[Evidence], ids: Sequence[str]) -> list[Evidence]:
@@ -82,7 +105,7 @@ def _findings(
     next_steps: Sequence[str] = (),
     techniques: Sequence[ValidatedTechnique] = (),
     only: Sequence[str] = ("summary", "impacted", "timeline", "next_steps"),
-    actions: Sequence[Any] = (),
+    actions: Sequence[RecordedAction] = (),
 ) -> list[str]:
     """The note checker's findings on the given parts (``only`` those sections), as lines."""
     sections = NoteSections.model_construct(
@@ -109,16 +132,14 @@ def _two_tries(ask: Callable[[list[str]], M], check: Callable[[M], list[str]]) -
     return None, findings
 
 
-def summarize_case(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def summarize_case(state: IncidentState, runtime: Runtime[RunContext]) -> IncidentState:
     ctx = runtime.context
     case_id = state["case_id"]
-    case, alerts, _ = _load(ctx, case_id)
+    case, alerts, stored = _load(ctx, case_id)
     records = [alert_evidence(a) for a in alerts]
-    with ctx.deps.factory() as session, session.begin():
-        store = CaseStore(session)
-        store.add_evidence(case_id, records, actor=ACTOR)
-        evidence = store.list_evidence(case_id)
-        session.expunge_all()
+    known = {e.evidence_id for e in stored}
+    evidence = stored + [_as_row(r) for r in records if r.evidence_id not in known]
     first = [r.evidence_id for r in records]
     rest = sorted(
         (e for e in evidence if e.evidence_id not in set(first)),
@@ -142,6 +163,7 @@ def summarize_case(state: IncidentState, runtime: Runtime[RunContext]) -> dict[s
                 ctx, labels, summary=a.summary, timeline=a.timeline, only=("summary", "timeline")
             ),
         )
+    summary: SummaryState
     if answer is not None:
         summary = {"summary": list(answer.summary), "timeline": list(answer.timeline), "status": "valid"}
     else:
@@ -151,10 +173,14 @@ def summarize_case(state: IncidentState, runtime: Runtime[RunContext]) -> dict[s
         refs = f" [{', '.join(labels)}]" if labels else ""
         text = f"The incident has {len(labels)} evidence item(s), severity {case.severity}{refs}."
         summary = {"summary": [text], "timeline": fb.timeline, "status": "fallback", "findings": findings}
-    return {"evidence_ids": ids, "summary": summary}
+    with step_writes(runtime) as tx:
+        tx.store.add_evidence(case_id, records, actor=ACTOR)
+        update: IncidentState = {"evidence_ids": ids, "summary": summary}
+        return tx.done(update)
 
 
-def identify_impacted(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def identify_impacted(state: IncidentState, runtime: Runtime[RunContext]) -> IncidentState:
     """Hosts and users from the evidence's entities (code, not the model), each with its citations."""
     ctx = runtime.context
     _, _, evidence = _load(ctx, state["case_id"])
@@ -166,20 +192,21 @@ def identify_impacted(state: IncidentState, runtime: Runtime[RunContext]) -> dic
                 cites = found[kind].setdefault(str(name)[:200], [])
                 if f"E{i}" not in cites:
                     cites.append(f"E{i}")
-    return {
-        "impacted": {
-            kind: [{"name": name, "labels": cites} for name, cites in sorted(entries.items())]
-            for kind, entries in found.items()
-        }
-    }
+
+    def entries(kind: str) -> list[ImpactedEntry]:
+        return [{"name": name, "labels": cites} for name, cites in sorted(found[kind].items())]
+
+    impacted: ImpactedState = {"hosts": entries("hosts"), "users": entries("users")}
+    return {"impacted": impacted}
 
 
-def map_attack(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def map_attack(state: IncidentState, runtime: Runtime[RunContext]) -> IncidentState:
     """Validated techniques per alert (the model chooses among catalog candidates), grouped by tactic."""
     ctx = runtime.context
     case_id = state["case_id"]
     _, alerts, _ = _load(ctx, case_id)
-    by_id: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, TechniqueState] = {}
     seen: set[str] = set()
     for alert in alerts:
         key = alert.rule_id or alert.title
@@ -201,37 +228,34 @@ def map_attack(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, 
             current = by_id.get(t.technique_id)
             if current is None or t.confidence > current["confidence"]:
                 merged = sorted({*t.evidence_ids, *(current["evidence_ids"] if current else [])})
-                by_id[t.technique_id] = t.model_dump(mode="json") | {"evidence_ids": merged}
+                by_id[t.technique_id] = technique_state(t.model_dump(mode="json") | {"evidence_ids": merged})
             else:
                 current["evidence_ids"] = sorted({*current["evidence_ids"], *t.evidence_ids})
     techniques = list(by_id.values())
-    with ctx.deps.factory() as session, session.begin():
-        CaseStore(session).add_techniques(
-            case_id, [TechniqueRecord.model_validate(t) for t in techniques], actor=ACTOR
-        )
-    tactics = [
+    tactics: list[TacticGroup] = [
         {
             "tactic": tactic.name,
             "techniques": [t["technique_id"] for t in techniques if tactic.name in t["tactics"]],
         }
         for tactic in ctx.deps.attack.tactics
     ]
-    return {"techniques": techniques, "tactics": [t for t in tactics if t["techniques"]]}
+    with step_writes(runtime) as tx:
+        tx.store.add_techniques(case_id, [TechniqueRecord.model_validate(t) for t in techniques], actor=ACTOR)
+        update: IncidentState = {"techniques": techniques, "tactics": [t for t in tactics if t["techniques"]]}
+        return tx.done(update)
 
 
-def impacted_lines(impacted: dict[str, Any]) -> list[str]:
-    lines = []
-    for kind, word in (("hosts", "Host"), ("users", "User")):
-        for entry in impacted.get(kind, []):
-            lines.append(f"{word} {entry['name']} [{', '.join(entry['labels'])}]")
-    return lines
+def impacted_lines(impacted: ImpactedState) -> list[str]:
+    lines = [f"Host {e['name']} [{', '.join(e['labels'])}]" for e in impacted.get("hosts", [])]
+    return lines + [f"User {e['name']} [{', '.join(e['labels'])}]" for e in impacted.get("users", [])]
 
 
 def _techniques(state: IncidentState) -> list[ValidatedTechnique]:
     return [ValidatedTechnique.model_validate(t) for t in state.get("techniques", [])]
 
 
-def plan_response(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def plan_response(state: IncidentState, runtime: Runtime[RunContext]) -> IncidentState:
     ctx = runtime.context
     labels = list(_labels(state["evidence_ids"]))
     techniques = _techniques(state)
@@ -257,40 +281,40 @@ def plan_response(state: IncidentState, runtime: Runtime[RunContext]) -> dict[st
                 only=("next_steps",),
             ),
         )
+    plan: PlanState
     if answer is not None:
-        return {
-            "plan": {"remediation": answer.remediation, "next_steps": answer.next_steps, "status": "valid"}
+        plan = {
+            "remediation": list(answer.remediation),
+            "next_steps": list(answer.next_steps),
+            "status": "valid",
         }
+        return {"plan": plan}
     hosts = [e["name"] for e in state["impacted"].get("hosts", [])]
     users = [e["name"] for e in state["impacted"].get("users", [])]
     remediation = [
         f"Review host {h} for persistence and rebuild it if compromise is confirmed." for h in hosts
     ]
     remediation += [f"Reset the credentials of user {u} and review its recent sessions." for u in users]
-    return {
-        "plan": {
-            "remediation": remediation[:6] or ["Review the evidence and decide the remediation by hand."],
-            "next_steps": ["Review the evidence items listed in this report and confirm the scope."],
-            "status": "fallback",
-            "findings": findings,
-        }
+    plan = {
+        "remediation": remediation[:6] or ["Review the evidence and decide the remediation by hand."],
+        "next_steps": ["Review the evidence items listed in this report and confirm the scope."],
+        "status": "fallback",
+        "findings": findings,
     }
+    return {"plan": plan}
 
 
-def draft_report(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def draft_report(state: IncidentState, runtime: Runtime[RunContext]) -> IncidentState:
     """Render the full report, check it as a whole, store it as a draft; the approval request follows."""
     ctx = runtime.context
     case_id = state["case_id"]
-    n = state.get("drafts_made", 0) + 1
-    marker = f"run {ctx.run_id} report {n}"
     case, _, evidence = _load(ctx, case_id)
     items = _items(_ordered(evidence, state["evidence_ids"]))
     labels = list(_labels(state["evidence_ids"]))
     techniques = _techniques(state)
     with ctx.deps.factory() as session:
-        store = CaseStore(session)
-        actions = actions_from_audit(store.list_audit(case_id=case_id, action="action.recorded"))
-        existing = store.find_revision(case_id, comment=marker, kind=NOTE_KIND)
+        actions = actions_from_audit(CaseStore(session).list_audit(case_id=case_id, action="action.recorded"))
     summary, plan = state["summary"], state["plan"]
     impacted = impacted_lines(state["impacted"])
     findings = _findings(
@@ -303,123 +327,57 @@ def draft_report(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str
         techniques=techniques,
         actions=actions,
     )
-    if existing is None:
-        body = render_report(
-            ReportParts(
-                case_id=case_id,
-                title=case.title,
-                severity=case.severity,
-                summary=summary["summary"],
-                impacted=impacted,
-                tactics=state.get("tactics", []),
-                techniques=techniques,
-                timeline=summary["timeline"],
-                actions=actions,
-                remediation=plan["remediation"],
-                next_steps=plan["next_steps"],
-                evidence=items,
-                fallback=summary["status"] == "fallback" or plan["status"] == "fallback",
-                findings=findings,
-            )
-        )
-        author = ctx.deps.model.model_id if ctx.deps.model is not None else "socflow"
-        with ctx.deps.factory() as session, session.begin():
-            CaseStore(session).draft_note(
-                case_id,
-                body,
-                author=author,
-                author_kind="model" if ctx.deps.model is not None else "system",
-                kind=NOTE_KIND,
-                comment=marker,
-            )
-    with ctx.deps.factory() as session:
-        note = CaseStore(session).get_note(case_id, kind=NOTE_KIND)
-        revision = note.current_revision if note else 0
-    return {
-        "drafts_made": n,
-        "report": {"revision": revision, "findings": findings},
-        "approval_request": {
-            "kind": NOTE_KIND,
-            "case_id": case_id,
-            "run_id": ctx.run_id,
-            "note_revision": revision,
-            "evidence_ids": state["evidence_ids"],
-            "techniques": [t.technique_id for t in techniques],
-            "findings": findings,
-            "allowed_actions": ["approve", "edit", "reject", "escalate"],
-        },
-    }
-
-
-def await_approval(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    return {"decision": interrupt(state["approval_request"])}
-
-
-def finalize_report(state: IncidentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    ctx = runtime.context
-    case_id = state["case_id"]
-    decision = state["decision"]
-    user, action = decision["user"], decision["action"]
-    step = state.get("finalized", 0) + 1
-    update: dict[str, Any] = {"finalized": step}
-    with ctx.deps.factory() as session, session.begin():
-        store = CaseStore(session)
-        done = store.find_run_step(ctx.run_id, "run.finalize_report", step)
-        if done is not None:  # re-run after a crash: the step committed atomically before it
-            return done
-        if action in ("approve", "edit"):
-            body = decision.get("body") if action == "edit" else None
-            store.decide_note(
-                case_id,
-                status=NoteStatus.approved,
-                actor=user,
-                body=body,
-                comment=decision.get("reason"),
-                kind=NOTE_KIND,
-            )
-            update["outcome"] = "approved"
-        elif action == "escalate":
-            current = CaseStatus(store.get_case(case_id).status)
-            if CaseStatus.escalated in CASE_TRANSITIONS[current]:
-                store.move_case(case_id, CaseStatus.escalated, actor=user, reason=decision.get("reason"))
-            update["outcome"] = "escalated"
-        else:  # reject: one redraft carrying the reason, then a person writes the report
-            store.decide_note(
-                case_id,
-                status=NoteStatus.rejected,
-                actor=user,
-                comment=decision.get("reason"),
-                kind=NOTE_KIND,
-            )
-            update |= {"outcome": "rejected", "reject_reason": (decision.get("reason") or "")[:500]}
-            if state.get("drafts_made", 0) >= 2:
-                request = dict(state["approval_request"], allowed_actions=["edit", "escalate"], manual=True)
-                update |= {"manual_only": True, "approval_request": request}
-        store.record_run_event(
-            ctx.run_id,
-            "run.finalize_report",
+    body = render_report(
+        ReportParts(
             case_id=case_id,
-            actor=user,
-            data={"step": step, "action": action, "update": update},
+            title=case.title,
+            severity=case.severity,
+            summary=summary["summary"],
+            impacted=impacted,
+            tactics=state.get("tactics", []),
+            techniques=techniques,
+            timeline=summary["timeline"],
+            actions=actions,
+            remediation=plan["remediation"],
+            next_steps=plan["next_steps"],
+            evidence=items,
+            fallback=summary["status"] == "fallback" or plan["status"] == "fallback",
+            findings=findings,
         )
-    return update
+    )
+    model = ctx.deps.model
+    with step_writes(runtime) as tx:
+        revision = tx.store.draft_note(
+            case_id,
+            body,
+            author=model.model_id if model is not None else "socflow",
+            author_kind=AuthorKind.model if model is not None else AuthorKind.system,
+            kind=NOTE_KIND,
+        ).revision
+        request = request_approval(
+            state,
+            ctx,
+            note_kind=NOTE_KIND,
+            revision=revision,
+            evidence_ids=state["evidence_ids"],
+            techniques=[t.technique_id for t in techniques],
+            findings=findings,
+        )
+        update: IncidentState = {"report": {"revision": revision, "findings": findings}, **request}
+        return tx.done(update)
 
 
-def route_after_finalize_report(
-    state: IncidentState,
-) -> Literal["summarize_case", "await_approval", "__end__"]:
-    if state.get("outcome") != "rejected":
-        return "__end__"
-    return "await_approval" if state.get("manual_only") else "summarize_case"
+@run_step
+def finalize_report(state: IncidentState, runtime: Runtime[RunContext]) -> IncidentState:
+    with step_writes(runtime) as tx:
+        return tx.done(apply_note_decision(tx, state, note_kind=NOTE_KIND, actor=ACTOR))
 
 
 __all__ = [
-    "await_approval",
     "draft_report",
     "finalize_report",
     "identify_impacted",
     "map_attack",
     "plan_response",
-    "route_after_finalize_report",
     "summarize_case",
 ]

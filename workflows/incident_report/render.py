@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from socflow.untrusted import clean_text
 from tools.notes import EvidenceItem, RecordedAction, ValidatedTechnique
 from tools.notes.render import SECTION_TITLES, evidence_labels, render_actions, render_techniques
+from workflows.incident_report.state import TacticGroup
 
 FALLBACK_BANNER = (
     "> **PARTLY FALLBACK**: a part the model writes was built from the evidence alone instead (no model is "
@@ -30,7 +30,7 @@ class ReportParts:
     severity: str
     summary: Sequence[str]
     impacted: Sequence[str]
-    tactics: Sequence[dict[str, Any]]
+    tactics: Sequence[TacticGroup]
     techniques: Sequence[ValidatedTechnique]
     timeline: Sequence[str]
     actions: Sequence[RecordedAction]

@@ -2,32 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, NotRequired
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
+
+from socflow.hitl import ApprovalState
+from socflow.sdk import TechniqueState
 
 # Printable ASCII with bounded quantifiers, so constrained decoding always finishes.
 Sentence = Annotated[str, Field(pattern=r"^[ -~]{1,250}$")]
 Bullet = Annotated[str, Field(pattern=r"^[ -~]{1,200}$")]
 
 
-class IncidentState(TypedDict, total=False):
-    case_id: int
+class SummaryState(TypedDict):
+    summary: list[str]
+    timeline: list[str]
+    status: str  # "valid" | "fallback"
+    findings: NotRequired[list[str]]
+
+
+class ImpactedEntry(TypedDict):
+    name: str
+    labels: list[str]  # the evidence labels (E1, ...) that name it
+
+
+class ImpactedState(TypedDict):
+    hosts: list[ImpactedEntry]
+    users: list[ImpactedEntry]
+
+
+class TacticGroup(TypedDict):
+    tactic: str  # e.g. "Credential Access"
+    techniques: list[str]  # technique ids, e.g. ["T1110"]
+
+
+class PlanState(TypedDict):
+    remediation: list[str]
+    next_steps: list[str]
+    status: str  # "valid" | "fallback"
+    findings: NotRequired[list[str]]
+
+
+class ReportState(TypedDict):
+    revision: int
+    findings: list[str]
+
+
+class IncidentState(ApprovalState, total=False):
+    reassess: bool
     evidence_ids: list[str]  # the report's evidence, in label order: [E1] is evidence_ids[0]
-    summary: dict[str, Any]  # {"summary": [...], "timeline": [...], "status": "valid" | "fallback"}
-    impacted: dict[str, Any]  # {"hosts": [{"name", "labels"}], "users": [...]}
-    techniques: list[dict[str, Any]]  # validated techniques (catalog names and tactics)
-    tactics: list[dict[str, Any]]  # [{"tactic": "Credential Access", "techniques": ["T1110", ...]}]
-    plan: dict[str, Any]  # {"remediation": [...], "next_steps": [...], "status": ...}
-    report: dict[str, Any]  # {"revision", "findings"}
-    drafts_made: int
-    reject_reason: str | None
-    manual_only: bool
-    approval_request: dict[str, Any]
-    decision: dict[str, Any]
-    outcome: str
-    finalized: int
+    summary: SummaryState
+    impacted: ImpactedState
+    techniques: list[TechniqueState]  # validated techniques (catalog names and tactics)
+    tactics: list[TacticGroup]
+    plan: PlanState
+    report: ReportState
 
 
 class IncidentSummary(BaseModel):

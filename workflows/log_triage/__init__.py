@@ -15,6 +15,7 @@ SPEC = WorkflowSpec(
     queue="workflows",
     needs_case=False,
     output_keys=("case_id", "flagged", "ranked"),
+    note_kind=None,  # it opens a case with evidence and drafts no note
 )
 
 __all__ = ["SPEC"]

@@ -1,29 +1,30 @@
 """Nodes of the log-triage graph: score every line with ``score_labels``, rank, open a case if needed.
 
 Scores are label log-likelihoods (``benign`` vs ``malicious``), never a number the model writes. The case
-is created through the ``CaseStore`` with one evidence item per flagged line; ``open_case`` is idempotent
-(a re-run after a crash finds the case its first attempt committed).
+is created through the ``CaseStore`` with one evidence item per flagged line. Every node is a
+``@run_step``: a re-run after a crash returns what the first attempt committed (the case it opened).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Literal
 
 from langgraph.runtime import Runtime
 
 from socflow.errors import ConfigError
 from socflow.schemas import EvidenceRecord
 from socflow.sdk import RunContext
-from socflow.store import CaseStore
+from socflow.steps import run_step, step_writes
 from workflows.log_triage.prompts import LABELS, classify_messages
-from workflows.log_triage.state import LogTriageState
+from workflows.log_triage.state import LogTriageState, RankedLine
 
 ACTOR = "socflow:log_triage"
 MAX_EVIDENCE = 200
 
 
-def score_lines(state: LogTriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def score_lines(state: LogTriageState, runtime: Runtime[RunContext]) -> LogTriageState:
     ctx = runtime.context
     model = ctx.deps.model
     if model is None:
@@ -35,9 +36,12 @@ def score_lines(state: LogTriageState, runtime: Runtime[RunContext]) -> dict[str
     return {"scores": scores}
 
 
-def rank_lines(state: LogTriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def rank_lines(state: LogTriageState, runtime: Runtime[RunContext]) -> LogTriageState:
     order = sorted(range(len(state["lines"])), key=lambda i: (-state["scores"][i], i))
-    ranked = [{"index": i, "line": state["lines"][i], "score": state["scores"][i]} for i in order]
+    ranked: list[RankedLine] = [
+        {"index": i, "line": state["lines"][i], "score": state["scores"][i]} for i in order
+    ]
     flagged = [r["index"] for r in ranked if r["score"] >= state["threshold"]]
     return {"ranked": ranked, "flagged": flagged}
 
@@ -57,27 +61,24 @@ def _line_evidence(run_id: str, index: int, line: str, score: float) -> Evidence
     )
 
 
-def open_case(state: LogTriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+@run_step
+def open_case(state: LogTriageState, runtime: Runtime[RunContext]) -> LogTriageState:
     ctx = runtime.context
     scores, lines = state["scores"], state["lines"]
     records = [_line_evidence(ctx.run_id, i, lines[i], scores[i]) for i in state["flagged"][:MAX_EVIDENCE]]
-    with ctx.deps.factory() as session, session.begin():
-        store = CaseStore(session)
-        opened = [e for e in store.list_audit(action="run.case_opened") if e.entity_id == ctx.run_id]
-        if opened:  # re-run after a crash: the first attempt committed the case and its evidence
-            case_id = int(opened[0].case_id or 0)
-        else:
-            title = f"{state['title']} ({len(state['flagged'])} of {len(lines)} lines)"
-            case_id = store.create_case(title=title, severity=state["severity"], actor=ACTOR).id
-            store.add_evidence(case_id, records, actor=ACTOR)
-            store.record_run_event(
-                ctx.run_id,
-                "run.case_opened",
-                case_id=case_id,
-                actor=ACTOR,
-                data={"lines": len(lines), "flagged": len(state["flagged"]), "threshold": state["threshold"]},
-            )
-    return {"case_id": case_id, "evidence_ids": [r.evidence_id for r in records]}
+    title = f"{state['title']} ({len(state['flagged'])} of {len(lines)} lines)"
+    with step_writes(runtime) as tx:
+        case_id = tx.store.create_case(title=title, severity=state["severity"], actor=ACTOR).id
+        tx.store.add_evidence(case_id, records, actor=ACTOR)
+        tx.store.record_run_event(
+            ctx.run_id,
+            "run.case_opened",
+            case_id=case_id,
+            actor=ACTOR,
+            data={"lines": len(lines), "flagged": len(state["flagged"]), "threshold": state["threshold"]},
+        )
+        update: LogTriageState = {"case_id": case_id, "evidence_ids": [r.evidence_id for r in records]}
+        return tx.done(update)
 
 
 __all__ = ["open_case", "rank_lines", "route_after_rank_lines", "score_lines"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypedDict
@@ -33,6 +33,12 @@ class LogTriageInput(BaseModel):
         return kept
 
 
+class RankedLine(TypedDict):
+    index: int
+    line: str
+    score: float
+
+
 class LogTriageState(TypedDict, total=False):
     case_id: int | None  # set by open_case when a line scores above the threshold
     lines: list[str]
@@ -40,6 +46,6 @@ class LogTriageState(TypedDict, total=False):
     title: str
     severity: str
     scores: list[float]  # malicious score per line, in input order
-    ranked: list[dict[str, Any]]  # [{"index", "line", "score"}], most malicious first
+    ranked: list[RankedLine]  # most malicious first
     flagged: list[int]  # indexes of the lines at or above the threshold, ranked
     evidence_ids: list[str]
