@@ -35,7 +35,9 @@ class SiemEvidenceProvider:
             except SiemError:
                 continue  # a failing lookup leaves less evidence, never a failed triage
             for event in events:
-                record = event.evidence_record(str(context.case_id))
+                payload = event.to_evidence(str(context.case_id))
+                payload.pop("case_id", None)
+                record = EvidenceRecord.model_validate(payload)
                 records.setdefault(record.evidence_id, record)
                 if len(records) >= limit:
                     return list(records.values())
