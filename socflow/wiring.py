@@ -30,7 +30,8 @@ from socflow.model.recorder import ModelCallRecorder
 from socflow.normalize import make_normalizer
 from socflow.policy import Policy
 from socflow.registry import WorkflowRegistry, discover
-from socflow.runner import Runner, RunQueue
+from socflow.runner import Runner
+from socflow.runqueue import RunQueue
 from socflow.schemas import now_utc
 from socflow.sdk import Deps
 from socflow.services import Services, Sweeper
