@@ -200,7 +200,10 @@ def to_iso(value: Any) -> str | None:
 def _epoch_iso(seconds: float) -> str:
     if seconds > 1e11:  # epoch milliseconds
         seconds /= 1000
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return repr(seconds)  # out of any calendar: the schema refuses it with a reason
 
 
 def epoch_seconds(value: Any) -> float | None:
@@ -210,7 +213,7 @@ def epoch_seconds(value: Any) -> float | None:
         return None
     try:
         return datetime.fromisoformat(iso).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
