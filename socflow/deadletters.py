@@ -39,7 +39,7 @@ def payload_text(payload: Any) -> str:
         text = payload
     else:
         try:
-            text = json.dumps(payload, default=_default, ensure_ascii=False)
+            text = json.dumps(payload, default=_default, ensure_ascii=False, separators=(",", ":"))
         except (ValueError, RecursionError):
             text = repr(type(payload))
     text = clean_string(text)

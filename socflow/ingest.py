@@ -48,6 +48,18 @@ CHUNK_ATTEMPTS = 5  # a chunk whose transaction fails as a whole (SQLite busy, l
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """An item a door refused before ingest (``IngestService.refuse`` keeps it as a dead letter)."""
+
+    index: int | None
+    line: int | None
+    reason: str
+    payload: Any
+    field: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class Sender:
     """Who hands items in: the door (``api``, ``cli``, ``connector``, ...) and, for an API token, the
     sources it may send (``None``: any). ``trusted_origin``: the door is run by the operator (CLI,
@@ -260,6 +272,26 @@ class IngestService:
         for run_id in runs:
             if self.on_run_queued:
                 self.on_run_queued(run_id)
+
+    def refuse(self, refusals: Iterable[Refusal], *, actor: str, door: str | None = None) -> int:
+        """Keep items a door refused before ingest (unreadable, not an object) as dead letters."""
+        rows = list(refusals)
+        if not rows:
+            return 0
+        with self.factory() as session, session.begin():
+            for r in rows:
+                deadletters.record(
+                    session,
+                    door=door or sender_for(actor).door,
+                    actor=actor,
+                    source=r.source,
+                    index=r.index,
+                    line=r.line,
+                    reason=r.reason,
+                    field=r.field,
+                    payload=r.payload,
+                )
+        return len(rows)
 
     # -- the frozen-case fix (issue 17, defect 6): keep it whole if RunQueue moves -----------------
     def _after_join(

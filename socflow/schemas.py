@@ -108,9 +108,7 @@ class AlertIn(BaseModel):
         except (OverflowError, ValueError):
             utc = None
         if utc is None or not (MIN_TIMESTAMP <= utc <= MAX_TIMESTAMP):
-            raise ValueError(
-                f"timestamp outside {MIN_TIMESTAMP:%Y-%m-%d} .. {MAX_TIMESTAMP:%Y-%m-%d} (UTC)"
-            )
+            raise ValueError(f"timestamp outside {MIN_TIMESTAMP:%Y-%m-%d} .. {MAX_TIMESTAMP:%Y-%m-%d} (UTC)")
         return utc
 
     @field_validator("raw")

@@ -681,6 +681,8 @@ class CaseStore:
         prefix: str,
         actor: str,
         expires_at: datetime | None = None,
+        sources: Sequence[str] | None = None,
+        ingest_format: str | None = None,
     ) -> ApiToken:
         """Store a token's hash (the caller shows the token once and never stores it)."""
         row = ApiToken(
@@ -690,6 +692,8 @@ class CaseStore:
             prefix=prefix[:16],
             created_at=self.clock(),
             expires_at=expires_at,
+            sources=sorted(set(sources)) if sources is not None else None,
+            ingest_format=ingest_format,
         )
         self.session.add(row)
         self.session.flush()

@@ -207,9 +207,7 @@ def clean_string(value: str) -> str:
     return value
 
 
-def clean_json(
-    value: Any, *, max_depth: int = MAX_JSON_DEPTH, keep_top: frozenset[str] = frozenset()
-) -> Any:
+def clean_json(value: Any, *, max_depth: int = MAX_JSON_DEPTH, keep_top: frozenset[str] = frozenset()) -> Any:
     """A copy of a parsed JSON item that any database stores and any serializer writes back.
 
     Strings (keys too) lose NUL and become valid UTF-8 (except top-level string values named in
