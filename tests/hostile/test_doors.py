@@ -53,7 +53,7 @@ def _stored_and_dead(url: str) -> tuple[set[str], str]:
 
 def _check_outcome(url: str) -> None:
     refs, dead = _stored_and_dead(url)
-    assert GOOD <= refs, f"good items lost: {sorted(GOOD - refs)}"
+    assert refs >= GOOD, f"good items lost: {sorted(GOOD - refs)}"
     assert not (BAD & refs), f"bad items stored: {sorted(BAD & refs)}"
     missing = sorted(m for m in BAD if f'"source_ref":"{m}"' not in dead)
     assert not missing, f"bad items without a dead letter: {missing}"

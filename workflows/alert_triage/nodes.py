@@ -14,10 +14,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from socflow.casework import alert_evidence, load_case
-from socflow.enums import CaseStatus, NoteStatus, Severity
+from socflow.enums import CaseStatus, NoteStatus
 from socflow.enums import Verdict as VerdictEnum
 from socflow.errors import ModelError, SiemError, StructuredOutputError
-from socflow.policy import CaseFacts, decide
+from socflow.policy import case_facts, decide
 from socflow.schemas import EvidenceRecord, TechniqueRecord
 from socflow.sdk import RunContext
 from socflow.store import CaseStore
@@ -181,13 +181,12 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, A
 
 def apply_policy(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
-    case, alerts, _ = _load(ctx, state["case_id"])
     a = state["assessment"]
-    facts = CaseFacts(
-        severity=Severity(case.severity),
+    facts = case_facts(
+        ctx.deps.factory,
+        state["case_id"],
         verdict=VerdictEnum(a["verdict"]),
         confidence=a["confidence"] if a.get("confidence") is not None else 0.0,
-        rule_ids=sorted({al.rule_id or "" for al in alerts}),
     )
     return {"policy": decide(ctx.deps.policy, facts).model_dump()}
 
