@@ -27,7 +27,7 @@ def mount_web(app: FastAPI) -> FastAPI:
     svc: Services = app.state.services
     app.add_middleware(
         WebSessionMiddleware,
-        secret_key=svc.settings.api.secret_key,
+        secret_key=svc.settings.api.secret_key.get_secret_value(),
         factory=svc.factory,
         secure_cookie=svc.settings.env == "production",
     )
