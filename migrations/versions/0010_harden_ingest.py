@@ -51,14 +51,10 @@ def upgrade() -> None:
     op.create_index(op.f("ix_web_sessions_expires_at"), "web_sessions", ["expires_at"], unique=False)
     with op.batch_alter_table("alerts") as batch:
         batch.add_column(sa.Column("sender_bound", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(
-            sa.Column("injection_flag", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+        batch.add_column(sa.Column("injection_flag", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch.add_column(sa.Column("injection_reason", sa.Text(), nullable=True))
     with op.batch_alter_table("cases") as batch:
-        batch.add_column(
-            sa.Column("injection_flag", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+        batch.add_column(sa.Column("injection_flag", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch.add_column(sa.Column("injection_reason", sa.Text(), nullable=True))
     with op.batch_alter_table("api_tokens") as batch:
         batch.add_column(sa.Column("sources", sa.JSON(), nullable=True))

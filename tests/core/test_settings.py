@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from socflow.errors import ConfigError
-from socflow.settings import DEFAULT_SECRET, Settings, get_settings
+from socflow.settings import Settings, get_settings
 
 
 def test_embedded_defaults_need_no_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
