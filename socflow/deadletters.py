@@ -104,10 +104,12 @@ def prune(
 ) -> int:
     """Drop dead letters older than ``older_than`` and all but the newest ``max_rows``; the count dropped."""
     with factory() as session, session.begin():
-        dropped = session.execute(delete(DeadLetter).where(DeadLetter.at < clock() - older_than)).rowcount
+        before = int(session.scalar(select(func.count(DeadLetter.id))) or 0)
+        session.execute(delete(DeadLetter).where(DeadLetter.at < clock() - older_than))
         cutoff = session.scalar(
             select(DeadLetter.id).order_by(DeadLetter.id.desc()).offset(max_rows).limit(1)
         )
         if cutoff is not None:
-            dropped += session.execute(delete(DeadLetter).where(DeadLetter.id <= cutoff)).rowcount
-    return int(dropped or 0)
+            session.execute(delete(DeadLetter).where(DeadLetter.id <= cutoff))
+        after = int(session.scalar(select(func.count(DeadLetter.id))) or 0)
+    return before - after
