@@ -223,7 +223,7 @@ def vendor() -> list[Item]:
         wazuh(1, '{"level":' + "9" * 5000 + ',"description":"d","id":"1"}', False),
         wazuh(2, '{"level":3,"description":"d\\u0000","id":"1"}', True),
         wazuh(3, '{"level":[1,2],"description":"d","id":"1"}', True),  # odd level: documented default
-        wazuh(4, '{"level":{"x":1},"description":{"y":2},"id":"1"}', False),  # no usable title
+        wazuh(4, '{"level":{"x":1},"description":{"y":2},"id":{"z":3}}', False),  # no usable title
         wazuh(5, '{"level":5,"description":"' + "d" * 600 + '","id":"1"}', True),  # title cut to 500
         elastic(6, ',"kibana.alert.risk_score":Infinity', False),
         elastic(7, ',"@timestamp":"0001-01-01T00:00:00+14:00"', False),
