@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from socflow.api.contract import ErrorOut
 from socflow.api.deps import RowId, Services, actor, allow, db, services
 from socflow.api.models import AlertDetail, AlertOut, IngestResult, Page
 from socflow.auth import Principal, Role
@@ -78,8 +79,8 @@ def _normalizer(svc: Services, who: Principal, fmt: str | None) -> Any:
         207: {"model": IngestResult},
         401: {"description": "no valid bearer token"},
         403: {"description": "the token's role may not ingest"},
-        413: {"description": "over a limit"},
-        422: {"model": IngestResult},
+        413: {"model": ErrorOut, "description": "over a limit"},
+        422: {"model": IngestResult | ErrorOut, "description": "every item refused, or the request"},
     },
 )
 async def post_alerts(
