@@ -52,3 +52,20 @@ def test_failed_logins_are_rate_limited_per_client(web: Web) -> None:
     # even the right token waits for the window to move on
     right = client.post("/login", data={"token": web.tokens["analyst"], "csrf_token": csrf, "next": "/"})
     assert right.status_code == 429
+
+
+def test_the_dead_letter_page_lists_refused_items_escaped(web: Web) -> None:
+    hostile = '{"source":"<script>x</script>","title":"t"}'
+    r = web.client.post(
+        "/api/v1/alerts",
+        content=hostile,
+        headers={"Authorization": f"Bearer {web.tokens['ingest']}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+    login(web.client, web.tokens["analyst"])
+    page = web.client.get("/dead-letters")
+    assert page.status_code == 200
+    assert "severity" in page.text and "<script>x</script>" not in page.text
+    assert "&lt;script&gt;" in page.text
+    anonymous = TestClient(web.client.app).get("/dead-letters", follow_redirects=False)
+    assert anonymous.status_code == 303
