@@ -351,7 +351,8 @@ def _missing_marks(item: Mapping[str, Any], doc: Mapping[str, Any]) -> str:
     def some(keys: Iterable[str], where: Mapping[str, Any]) -> bool:
         return any(k in where for k in keys)
 
-    rule = doc.get("rule") if isinstance(doc.get("rule"), Mapping) else {}
+    found = doc.get("rule")
+    rule: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     checks = {
         "generic": [(k, k in item) for k in ("source", "title", "severity")],
         "splunk_notable": [
