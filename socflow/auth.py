@@ -31,9 +31,14 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who calls. ``sources``: the alert sources the token may send (``None``: any, the default of
+    tokens made before revision 0010); ``ingest_format``: the alert format forced for what it sends."""
+
     name: str
     role: Role
     token_id: int | None = None
+    sources: frozenset[str] | None = None
+    ingest_format: str | None = None
 
     def has(self, *roles: Role) -> bool:
         return self.role is Role.admin or self.role in roles
@@ -59,4 +64,23 @@ def authenticate(session: Session, raw: str, *, now: datetime | None = None) -> 
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         return None
     session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    return Principal(name=row.name, role=Role(row.role), token_id=row.id)
+    return principal_of(row)
+
+
+def principal_of(row: ApiToken) -> Principal:
+    return Principal(
+        name=row.name,
+        role=Role(row.role),
+        token_id=row.id,
+        sources=frozenset(row.sources) if row.sources is not None else None,
+        ingest_format=row.ingest_format,
+    )
+
+
+def token_is_valid(session: Session, raw: str, *, now: datetime | None = None) -> bool:
+    """Whether ``raw`` is a valid token, without recording its use (checked before a body is read)."""
+    if not raw or len(raw) > 200:
+        return False
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw)))
+    now = now or now_utc()
+    return row is not None and row.revoked_at is None and (row.expires_at is None or row.expires_at > now)

@@ -136,7 +136,8 @@ def run(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
     factory = session_factory(make_engine(settings.database.url, echo=settings.database.echo))
-    ingest = ingest_callback(IngestService(factory), actor=f"connector:{name.value}")
+    service = IngestService(factory)
+    ingest = ingest_callback(service, actor=f"connector:{name.value}")
     connector: Connector
     try:
         if name is Kind.folder:
@@ -149,6 +150,7 @@ def run(
                 field_map=_field_map(field_map),
                 source=source or None,
                 settle_seconds=settle,
+                dead_letter=lambda refused: service.refuse(refused, actor="connector:folder"),
             )
         else:
             common: dict[str, Any] = {

@@ -1,4 +1,13 @@
-"""Engines and sessions. SQLite gets WAL and a busy timeout on every connection."""
+"""Engines and sessions. SQLite gets WAL, a busy timeout and real transactions on every connection.
+
+SQLite under concurrency: the sqlite3 driver's own transaction handling is turned off and SQLAlchemy's
+``begin`` emits ``BEGIN`` itself (so SAVEPOINTs nest inside a real transaction and a failed unit commits
+nothing). A session transaction opened explicitly (``session.begin()``: every writer in socflow) is
+upgraded to ``BEGIN IMMEDIATE``: it takes the write lock up front and waits up to the busy timeout for it,
+instead of failing at once with "database is locked" when a deferred read transaction tries to become a
+writer after another writer committed (SQLITE_BUSY_SNAPSHOT, which the busy timeout does not cover).
+Read-only sessions (autobegin) stay deferred, so readers never wait for writers in WAL mode.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm.session import SessionTransactionOrigin
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -33,6 +43,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()
+    dbapi_conn.isolation_level = None  # the driver stops issuing BEGIN/COMMIT on its own
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def _immediate_writes(session: Session, transaction: SessionTransaction, connection: Any) -> None:
+    """``session.begin()`` on SQLite: restart the (still empty) transaction as ``BEGIN IMMEDIATE``."""
+    if transaction.parent is not None or transaction.origin is not SessionTransactionOrigin.BEGIN:
+        return
+    if connection.dialect.name != "sqlite":
+        return
+    connection.exec_driver_sql("COMMIT")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -48,12 +73,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    if engine.dialect.name == "sqlite":
+        event.listen(factory, "after_begin", _immediate_writes)
+    return factory
 
 
 def database_url(factory: sessionmaker[Session]) -> str:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from socflow.errors import AttackError, ConflictError, InputError, NotFoundError
+from socflow.errors import AttackError, ConflictError, InputError
 from socflow.hitl import Decision, allowed_actions, missing_items, note_kind_of, unknown_items
 from socflow.runner import AdvanceResult, Runner
 from socflow.schemas import TechniqueRecord
@@ -39,14 +39,23 @@ class StaleDraft(ConflictError):
     code = "stale_draft"
 
 
+class NoDecisionPending(ConflictError):
+    """The case exists but nothing waits for a decision (already decided, e.g. the loser of a race): 409."""
+
+    code = "no_decision_pending"
+
+
 def pending_run(runner: Runner, case_id: int, run_id: str | None = None) -> WorkflowRun:
     runs = runner.pending_runs(case_id)
+    if not runs or (run_id is not None and not any(r.id == run_id for r in runs)):
+        with runner.factory() as session:
+            CaseStore(session).get_case(case_id)  # NotFoundError (404) when the case does not exist
     if run_id is not None:
         runs = [r for r in runs if r.id == run_id]
         if not runs:
-            raise NotFoundError(f"run {run_id} is not awaiting a decision on case {case_id}")
+            raise NoDecisionPending(f"run {run_id} is not awaiting a decision on case {case_id}")
     if not runs:
-        raise NotFoundError(f"case {case_id} has no decision pending")
+        raise NoDecisionPending(f"case {case_id} has no decision pending")
     if len(runs) > 1:
         raise AmbiguousDecision(case_id, runs)
     return runs[0]
@@ -57,7 +66,8 @@ def submit_decision(
 ) -> AdvanceResult:
     """Validate ``decision`` against the case's pending interrupt and resume that run.
 
-    Raises StaleDraft (new alerts joined after the draft), NotFoundError (nothing pending),
+    Raises StaleDraft (new alerts joined after the draft), NoDecisionPending (nothing pending; 409),
+    NotFoundError (no such case),
     AmbiguousDecision (several runs wait: name one), DecisionNotAllowed (not offered now).
     """
     refuse_stale(runner, case_id, run_id)

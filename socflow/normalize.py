@@ -30,7 +30,9 @@ Severity maps (documented in docs/ingest.md, pinned by tests):
 - Elastic: ``kibana.alert.severity`` when it is a known word, else ``kibana.alert.risk_score`` with
   Elastic's documented ranges 0–21 low, 22–47 medium, 48–73 high, 74–100 critical.
 - Splunk ES ``urgency`` (``informational``/``low``/``medium``/``high``/``critical``), else ``severity``.
-- Missing vendor severity: ``medium`` (the alert is kept; the model and analysts triage it).
+- Missing vendor severity: ``medium`` (the alert is kept; the model and analysts triage it): a Wazuh alert
+  without ``rule.level``, an Elastic alert without ``severity`` or ``risk_score``, a Splunk notable without
+  ``urgency`` or ``severity``. A Wazuh alert without ``rule.description`` is titled ``Wazuh rule <id>``.
 """
 
 from __future__ import annotations
@@ -200,7 +202,10 @@ def to_iso(value: Any) -> str | None:
 def _epoch_iso(seconds: float) -> str:
     if seconds > 1e11:  # epoch milliseconds
         seconds /= 1000
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return repr(seconds)  # out of any calendar: the schema refuses it with a reason
 
 
 def epoch_seconds(value: Any) -> float | None:
@@ -210,7 +215,7 @@ def epoch_seconds(value: Any) -> float | None:
         return None
     try:
         return datetime.fromisoformat(iso).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -322,8 +327,59 @@ def _unwrap(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return item
 
 
+_SPLUNK_NAMES: Final = ("rule_name", "rule_title", "search_name")
+_SPLUNK_MARKS: Final = ("urgency", "event_id", "_time", "orig_sid", "orig_time", "security_domain", "rule_id")
+_WAZUH_RULE_MARKS: Final = ("level", "description", "id")
+_WAZUH_HOST_MARKS: Final = ("agent", "manager", "decoder")
+
+
+def _is_wazuh(doc: Mapping[str, Any]) -> bool:
+    rule = doc.get("rule")
+    return (
+        isinstance(rule, Mapping)
+        and any(k in rule for k in _WAZUH_RULE_MARKS)
+        and any(k in doc for k in _WAZUH_HOST_MARKS)
+    )
+
+
+def _is_splunk(doc: Mapping[str, Any]) -> bool:
+    return any(k in doc for k in _SPLUNK_NAMES) and any(k in doc for k in _SPLUNK_MARKS)
+
+
+def _missing_marks(item: Mapping[str, Any], doc: Mapping[str, Any]) -> str:
+    """Per format: the marks looked for and which of them this payload lacks."""
+
+    def some(keys: Iterable[str], where: Mapping[str, Any]) -> bool:
+        return any(k in where for k in keys)
+
+    found = doc.get("rule")
+    rule: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    checks = {
+        "generic": [(k, k in item) for k in ("source", "title", "severity")],
+        "splunk_notable": [
+            ("|".join(_SPLUNK_NAMES), some(_SPLUNK_NAMES, doc)),
+            ("|".join(_SPLUNK_MARKS), some(_SPLUNK_MARKS, doc)),
+        ],
+        "elastic": [("kibana.alert.uuid|kibana.alert.rule.name", False)],
+        "wazuh": [
+            ("rule.{" + "|".join(_WAZUH_RULE_MARKS) + "}", some(_WAZUH_RULE_MARKS, rule)),
+            ("|".join(_WAZUH_HOST_MARKS), some(_WAZUH_HOST_MARKS, doc)),
+        ],
+        "cookbook": [("alert_uuid", False)],
+    }
+    parts = []
+    for fmt, marks in checks.items():
+        missing = [name for name, found in marks if not found]
+        parts.append(f"{fmt} looks for {', '.join(n for n, _ in marks)} (missing: {', '.join(missing)})")
+    return "; ".join(parts)
+
+
 def detect_format(item: Any) -> str:
-    """The format of one alert; raises ``InputError`` naming the recognised shapes when none fits."""
+    """The format of one alert; raises ``InputError`` naming, per format, the marks looked for and which
+    were missing. A vendor alert lacking an optional field is still recognised by its other marks: Wazuh by
+    any of ``rule.level``/``rule.description``/``rule.id`` with ``agent``/``manager``/``decoder``; a Splunk
+    notable by a rule name with any of ``urgency``/``event_id``/``_time``/``orig_sid``/...; Elastic by
+    ``kibana.alert.uuid`` or ``kibana.alert.rule.name`` (severity defaults are in the module docstring)."""
     if not isinstance(item, Mapping):
         raise InputError("an alert must be a JSON object")
     if set(item) <= _GENERIC_KEYS and {"source", "title"} & item.keys():  # the schema names what is missing
@@ -331,25 +387,17 @@ def detect_format(item: Any) -> str:
     doc = _unwrap(item)
     if get_path(doc, "kibana.alert.uuid") is not None or get_path(doc, "kibana.alert.rule.name") is not None:
         return "elastic"
-    rule = doc.get("rule")
-    if (
-        isinstance(rule, Mapping)
-        and "level" in rule
-        and ("agent" in doc or "manager" in doc or "decoder" in doc)
-    ):
+    if _is_wazuh(doc):
         return "wazuh"
     if "alert_uuid" in doc:
         return "cookbook"
-    names = {"rule_name", "rule_title", "search_name"}
-    if names & doc.keys() and ({"urgency", "event_id", "_time", "orig_sid"} & doc.keys()):
+    if _is_splunk(doc):
         return "splunk_notable"
     if {"source", "title", "severity"} <= item.keys():  # generic with extra keys: the schema says which
         return "sigma_hit" if item.get("source") == SIGMA_SOURCE else "generic"
     raise InputError(
-        "unrecognised alert format: expected the generic format (source, title, severity), a Splunk ES "
-        "notable (rule_name/search_name with urgency/_time/event_id), an Elastic Security alert "
-        "(kibana.alert.*), a Wazuh alert (rule.level with agent), a cookbook alert (alert_uuid), "
-        "or a field_map for a custom format",
+        "unrecognised alert format (or pass a field_map for a custom format, or force one with ?format=): "
+        + _missing_marks(item, doc),
         field="format",
     )
 
@@ -483,14 +531,15 @@ def _wazuh(item: Mapping[str, Any], source: str | None) -> dict[str, Any]:
     tags = [tactic_tag(t) for t in _values(get_path(doc, "rule.mitre.tactic"))]
     tags += [t for t in technique_tags([get_path(doc, "rule.mitre.id")]) if t not in tags]
     description = _first(doc, "rule.description")
+    rule_id = _first(doc, "rule.id")
     return _alert(
         source=source or DEFAULT_SOURCES["wazuh"],
         source_ref=_first(doc, "id", "_id"),
-        title=description,
+        title=description or (f"Wazuh rule {rule_id}" if rule_id else None),
         severity=wazuh_severity(get_path(doc, "rule.level")),
         timestamp=get_path(doc, "timestamp") or get_path(doc, "@timestamp"),
         description=_first(doc, "full_log") or description,
-        rule_id=_first(doc, "rule.id"),
+        rule_id=rule_id,
         rule_name=description,
         tags=list(dict.fromkeys(tags)),
         entities=entities,

@@ -3,7 +3,8 @@
 LangGraph writes a checkpoint per super-step (``durability="sync"``), so a triage run leaves a dozen; only
 the last one matters once the run is final (``completed``, ``failed``, ``superseded``): it holds the
 final state that ``WorkflowSpec.read_state`` and the UI read. Runs that may still move (queued, running,
-awaiting input) are never touched; nor are alerts, cases, notes, model calls or audit events.
+awaiting input) are never touched; nor are alerts, cases, notes, model calls or audit events. Dead letters
+(refused ingest items) older than the same cut-off go too, and at most ``deadletters.MAX_ROWS`` stay.
 
 PostgreSQL: LangGraph's ``PostgresSaver.prune(strategy="keep_latest")`` (the kept checkpoint's pending
 writes and blobs stay). SQLite: the same rule on the SQLite saver's ``checkpoints`` and ``writes``
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow import deadletters
 from socflow.checkpoints import open_checkpointer
 from socflow.db import is_sqlite
 from socflow.runner import FINAL
@@ -47,10 +49,12 @@ class PruneReport:
     rows_after: int
     bytes_before: int
     bytes_after: int
+    dead_letters: int = 0
 
     def __str__(self) -> str:
         return (
             f"{self.runs} finished runs pruned; checkpoint rows {self.rows_before} -> {self.rows_after}; "
+            f"{self.dead_letters} dead letters dropped; "
             f"database {self.bytes_before:,} -> {self.bytes_after:,} bytes"
         )
 
@@ -110,9 +114,11 @@ def prune_checkpoints(
         else:
             with open_checkpointer(url) as saver:
                 saver.prune(chunk, strategy="keep_latest")
+    dropped = deadletters.prune(factory, older_than=older_than, clock=clock)
     if vacuum:
         _vacuum(engine)
     return PruneReport(
+        dead_letters=dropped,
         runs=len(runs),
         rows_before=rows_before,
         rows_after=checkpoint_rows(engine),

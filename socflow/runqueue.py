@@ -120,12 +120,12 @@ class RunQueue:
                 case_id, actor=actor, reason=f"{why}: drafts stale"
             )
             self.supersede_waiting(session, case_id, actor=actor)
-        since = self.clock() - (window if window is not None else self.reassess_window)
         for name in sorted(waiting):
             if name not in self.registry.names() or self.registry.get(name).input_schema is not None:
                 continue  # no longer installed, or it needs more input than a case
-            recent = [r for r in existing if r.workflow == name and r.created_at >= since]
-            if any(r.reassess for r in recent):
+            # A stale draft always has a queued re-assessment (issue 17, the frozen case): skip only when
+            # one is already queued and not yet started (it will read the new alert).
+            if any(r.workflow == name and r.status == RunStatus.queued.value for r in existing):
                 continue
             reason = f"re-assess: {why} while the draft awaited approval"
             runs.append(

@@ -18,6 +18,8 @@ from socflow.enums import Severity
 MAX_FIELD_BYTES = 64 * 1024
 MAX_RAW_BYTES = 256 * 1024
 MAX_LIST_ITEMS = 500
+MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP = datetime(2200, 1, 1, tzinfo=UTC)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -97,9 +99,17 @@ class AlertIn(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        try:
+            utc = value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            utc = None
+        if utc is None or not (MIN_TIMESTAMP <= utc <= MAX_TIMESTAMP):
+            raise ValueError(f"timestamp outside {MIN_TIMESTAMP:%Y-%m-%d} .. {MAX_TIMESTAMP:%Y-%m-%d} (UTC)")
+        return utc
 
     @field_validator("raw")
     @classmethod

@@ -1,6 +1,10 @@
 """Settings: one pydantic-settings class, nested groups, ``SOCFLOW_<GROUP>__<FIELD>`` environment names.
 
 Read once through ``get_settings()`` (cached) and passed explicitly into factories; nodes never read settings.
+
+Secrets never print: keys, passwords and tokens are ``SecretStr`` (``**********`` in any repr); the database
+and broker URLs stay plain strings (every engine needs them) but their password is masked in reprs; and a
+settings error (``ConfigError``) names the fields and reasons only, never the values that came in.
 """
 
 from __future__ import annotations
@@ -11,7 +15,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from socflow.errors import ConfigError
@@ -23,13 +35,31 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and reprs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
 class DatabaseSettings(_Group):
-    url: str = "sqlite:///./socflow.db"
+    url: str = Field(default="sqlite:///./socflow.db", repr=False)
     echo: bool = False
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        yield "url", mask_url(self.url)
+        yield from super().__repr_args__()
 
 
 class BrokerSettings(_Group):
-    url: str = ""
+    url: str = Field(default="", repr=False)
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        yield "url", mask_url(self.url)
+        yield from super().__repr_args__()
 
 
 class ModelSettings(_Group):
@@ -53,7 +83,7 @@ class SiemSettings(_Group):
     path: Path = Path("./socflow-siem.db")
     url: str = ""
     username: str = ""
-    password: str = ""
+    password: SecretStr = SecretStr("")
     index: str = "logs-*"
 
 
@@ -67,7 +97,7 @@ class PolicySettings(_Group):
 
 
 class ApiSettings(_Group):
-    secret_key: str = DEFAULT_SECRET
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
@@ -110,9 +140,9 @@ class ConnectorSettings(_Group):
     url: str = ""
     index: str = ".alerts-security.alerts-default"
     username: str = ""
-    password: str = ""
-    api_key: str = ""
-    token: str = ""
+    password: SecretStr = SecretStr("")
+    api_key: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
     since: str = ""
     size: int = Field(default=500, ge=1, le=10_000)
     timeout: float = Field(default=30.0, gt=0)
@@ -150,7 +180,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
-        if self.env == "production" and self.api.secret_key in ("", DEFAULT_SECRET):
+        if self.env == "production" and self.api.secret_key.get_secret_value() in ("", DEFAULT_SECRET):
             raise ValueError("SOCFLOW_API__SECRET_KEY must be set to a non-default value in production")
         return self
 
@@ -160,5 +190,16 @@ def get_settings() -> Settings:
     """The process-wide settings (environment and ``.env``), read once."""
     try:
         return Settings()
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise ConfigError(str(exc)) from exc
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None  # the chained error would print the values
+    except ValueError as exc:
+        raise ConfigError(f"settings: {type(exc).__name__}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """A settings error as field names and reasons, without the input values (they may be secrets)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = "SOCFLOW_" + "__".join(str(p).upper() for p in err["loc"]) if err["loc"] else "settings"
+        lines.append(f"{where}: {err['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -28,6 +28,7 @@ from socflow.enums import (
     Verdict,
 )
 from socflow.errors import ConflictError, InvalidTransition, NotFoundError
+from socflow.injection import InjectionFinding
 from socflow.schemas import AlertIn, EvidenceRecord, TechniqueRecord, now_utc
 from socflow.tables import (
     Alert,
@@ -268,8 +269,13 @@ class CaseStore:
         observables: Iterable[tuple[ObservableType, str]] = (),
         grouping_key: str | None = None,
         grouping_reason: str | None = None,
+        sender_bound: bool = False,
+        injection: InjectionFinding | None = None,
     ) -> Alert:
         row = Alert(
+            sender_bound=sender_bound,
+            injection_flag=injection is not None,
+            injection_reason=injection.reason if injection else None,
             source=alert.source,
             source_ref=alert.source_ref,
             dedup_key=dedup_key,
@@ -296,14 +302,20 @@ class CaseStore:
         case = self.get_case(case_id)
         if Severity(alert.severity).rank > Severity(case.severity).rank:
             case.severity = alert.severity.value
+        if injection is not None and not case.injection_flag:
+            case.injection_flag = True
+            case.injection_reason = f"alert {row.id}: {injection.reason}"
         case.updated_at = self.clock()
+        data: dict[str, Any] = {
+            "source": alert.source,
+            "dedup_key": dedup_key,
+            "grouping_reason": grouping_reason,
+            "sender_bound": sender_bound,
+        }
+        if injection is not None:
+            data["injection"] = {"field": injection.field, "pattern": injection.pattern}
         self._audit(
-            "alert.ingested",
-            actor=actor,
-            entity_type="alert",
-            entity_id=row.id,
-            case_id=case_id,
-            data={"source": alert.source, "dedup_key": dedup_key, "grouping_reason": grouping_reason},
+            "alert.ingested", actor=actor, entity_type="alert", entity_id=row.id, case_id=case_id, data=data
         )
         return row
 
@@ -673,6 +685,8 @@ class CaseStore:
         prefix: str,
         actor: str,
         expires_at: datetime | None = None,
+        sources: Sequence[str] | None = None,
+        ingest_format: str | None = None,
     ) -> ApiToken:
         """Store a token's hash (the caller shows the token once and never stores it)."""
         row = ApiToken(
@@ -682,6 +696,8 @@ class CaseStore:
             prefix=prefix[:16],
             created_at=self.clock(),
             expires_at=expires_at,
+            sources=sorted(set(sources)) if sources is not None else None,
+            ingest_format=ingest_format,
         )
         self.session.add(row)
         self.session.flush()

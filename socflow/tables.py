@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -83,6 +85,9 @@ class Case(Base):
     triaged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # -- harden (revision 0010): an alert of the case looked like a prompt injection --
+    injection_flag: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    injection_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Alert(Base):
@@ -106,6 +111,10 @@ class Alert(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     grouping_key: Mapped[str | None] = mapped_column(String(300), index=True)
     grouping_reason: Mapped[str | None] = mapped_column(Text)
+    # -- harden (revision 0010): sent by a token bound to ``source`` (or an operator door); injection flag --
+    sender_bound: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    injection_flag: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    injection_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Observable(Base):
@@ -281,6 +290,9 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # -- harden (revision 0010): the sources this token may send (NULL: any) and its forced ingest format --
+    sources: Mapped[list[Any] | None] = mapped_column(JSON)
+    ingest_format: Mapped[str | None] = mapped_column(String(32))
 
 
 class ConnectorCursor(Base):
@@ -308,3 +320,33 @@ class RunStep(Base):
     key: Mapped[str] = mapped_column(String(64))
     update: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- harden --
+class DeadLetter(Base):
+    """An ingest item a door refused: door, claimed source, reason, payload cut short (revision 0010)."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    door: Mapped[str] = mapped_column(String(32), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(String(200), index=True)
+    item_index: Mapped[int | None] = mapped_column(Integer)
+    line: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class WebSession(Base):
+    """A signed-in web session held on the server: the cookie names it; logout ends it (revision 0010)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's session id
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

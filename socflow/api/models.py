@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +44,9 @@ class AlertOut(_Rows):
     case_id: int | None
     grouping_key: str | None
     grouping_reason: str | None
+    sender_bound: bool = False
+    injection_flag: bool = False
+    injection_reason: str | None = None
 
 
 class AlertDetail(AlertOut):
@@ -65,6 +68,8 @@ class CaseOut(_Rows):
     triaged_at: datetime | None
     approved_at: datetime | None
     closed_at: datetime | None
+    injection_flag: bool = False
+    injection_reason: str | None = None
 
 
 class Page(BaseModel, Generic[T]):
@@ -200,6 +205,15 @@ class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@ -]+$")
     role: Role
     expires_days: int | None = Field(default=None, ge=1, le=3650)
+    sources: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        max_length=100,
+        description="the alert sources this token may send (omitted: any source; only alerts from a "
+        "token bound to their source can ever be auto-closed)",
+    )
+    ingest_format: str | None = Field(
+        default=None, max_length=32, description="force this alert format for everything the token sends"
+    )
 
 
 class TokenOut(_Rows):
@@ -211,6 +225,8 @@ class TokenOut(_Rows):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    sources: list[str] | None = None
+    ingest_format: str | None = None
 
 
 class TokenCreated(TokenOut):

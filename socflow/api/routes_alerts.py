@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from socflow.api.contract import ErrorOut
 from socflow.api.deps import RowId, Services, actor, allow, db, services
 from socflow.api.models import AlertDetail, AlertOut, IngestResult, Page
 from socflow.auth import Principal, Role
-from socflow.ingest import ParsedItem, parse_ndjson
+from socflow.errors import InputError
+from socflow.ingest import ParsedItem, Sender, parse_ndjson, parse_payload
+from socflow.normalize import make_normalizer
 from socflow.store import CaseStore
 from socflow.tables import Alert
 
@@ -50,15 +52,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _items(body: bytes, content_type: str) -> list[ParsedItem]:
+    """Items of a body; invalid UTF-8 bytes become U+FFFD, every item parses (or fails) on its own."""
     text = body.decode("utf-8", errors="replace")
     if "ndjson" in content_type or "jsonlines" in content_type:
         return list(parse_ndjson(text.splitlines()))
+    return list(parse_payload(text))
+
+
+def _normalizer(svc: Services, who: Principal, fmt: str | None) -> Any:
+    """The per-request format (``?format=``), else the token's, else none (the service's default)."""
+    chosen = fmt or who.ingest_format
+    if not chosen:
+        return None
+    field_map = svc.settings.ingest.field_map or None
     try:
-        doc: Any = json.loads(text)
-    except json.JSONDecodeError:
-        return list(parse_ndjson(text.splitlines()))  # NDJSON sent as application/json
-    docs = doc if isinstance(doc, list) else [doc]
-    return [ParsedItem(index=i, line=None, data=d) for i, d in enumerate(docs)]
+        return make_normalizer(fmt=chosen, field_map=field_map)
+    except InputError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from None
 
 
 @router.post(
@@ -67,18 +77,30 @@ def _items(body: bytes, content_type: str) -> list[ParsedItem]:
     openapi_extra=INGEST_BODY,
     responses={
         207: {"model": IngestResult},
-        413: {"description": "over a limit"},
-        422: {"model": IngestResult},
+        401: {"description": "no valid bearer token"},
+        403: {"description": "the token's role may not ingest"},
+        413: {"model": ErrorOut, "description": "over a limit"},
+        422: {"model": IngestResult | ErrorOut, "description": "every item refused, or the request"},
     },
 )
 async def post_alerts(
     request: Request,
     response: Response,
+    format: Annotated[
+        str | None,
+        Query(max_length=32, description="force this alert format (auto, generic, wazuh, elastic, ...)"),
+    ] = None,
     who: Principal = allow(Role.ingest),
     svc: Services = Depends(services),
 ) -> IngestResult:
-    """Ingest alerts in the generic format. 200: all accepted or duplicate; 207: mixed; 422: all rejected."""
+    """Ingest alerts. 200: all accepted or duplicate; 207: mixed; 422: all rejected (each item says why).
+
+    Each item is checked on its own; refused items are kept as dead letters (``GET /dead-letters``). A
+    token bound to sources (``sources``) may send only those; its ``ingest_format``, or ``?format=``,
+    forces the alert format.
+    """
     limits = svc.settings.ingest
+    normalizer = _normalizer(svc, who, format)
     body = await _read_body(request, limits.max_body_bytes)
     items = _items(body, request.headers.get("content-type", ""))
     if len(items) > limits.max_batch_items:
@@ -87,7 +109,10 @@ async def post_alerts(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no alerts in the body")
     from starlette.concurrency import run_in_threadpool
 
-    report = await run_in_threadpool(svc.ingest.ingest, items, actor=actor(who))
+    sender = Sender(door="api", sources=who.sources)
+    report = await run_in_threadpool(
+        svc.ingest.ingest, items, actor=actor(who), sender=sender, normalizer=normalizer
+    )
     if report.runs_queued:  # a broker send is network I/O: keep it off the event loop
         await run_in_threadpool(_submit_all, svc, report.runs_queued)
     if report.rejected == len(report.items):

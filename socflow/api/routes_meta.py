@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Response, status
-from sqlalchemy import text
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from socflow.api.deps import RowId, RunId, Services, actor, allow, db, services
 from socflow.api.models import Health, RunOut, TokenCreated, TokenIn, TokenOut, WorkflowOut
 from socflow.auth import Principal, Role, hash_token, new_token
-from socflow.errors import NotFoundError
+from socflow.errors import ConflictError, InputError, NotFoundError
+from socflow.normalize import FORMATS
 from socflow.schemas import now_utc
 from socflow.store import CaseStore
-from socflow.tables import WorkflowRun
+from socflow.tables import ApiToken, WorkflowRun
 
 router = APIRouter()
 
@@ -49,6 +50,10 @@ def get_run(
 @router.post("/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"])
 def create_token(body: TokenIn, who: Principal = allow(), svc: Services = Depends(services)) -> TokenCreated:
     """Create a token; the response carries it once, only its hash is stored."""
+    if body.ingest_format is not None and body.ingest_format not in ("auto", *FORMATS):
+        raise InputError(
+            f"unknown format; expected auto or one of {', '.join(FORMATS)}", field="ingest_format"
+        )
     raw = new_token()
     expires = now_utc() + timedelta(days=body.expires_days) if body.expires_days else None
     with svc.factory() as session, session.begin():
@@ -59,6 +64,8 @@ def create_token(body: TokenIn, who: Principal = allow(), svc: Services = Depend
             prefix=raw[:10],
             actor=actor(who),
             expires_at=expires,
+            sources=body.sources,
+            ingest_format=body.ingest_format,
         )
         return TokenCreated(**TokenOut.model_validate(row).model_dump(), token=raw)
 
@@ -68,9 +75,30 @@ def list_tokens(_: Principal = allow(), session: Session = Depends(db)) -> list[
     return [TokenOut.model_validate(t) for t in CaseStore(session).list_tokens()]
 
 
-@router.delete("/tokens/{token_id}", response_model=TokenOut, tags=["tokens"])
+@router.delete(
+    "/tokens/{token_id}",
+    response_model=TokenOut,
+    tags=["tokens"],
+    responses={404: {"description": "no such token"}, 409: {"description": "the last admin token"}},
+)
 def revoke_token(token_id: RowId, who: Principal = allow(), svc: Services = Depends(services)) -> TokenOut:
+    """Revoke a token (its web sessions end at once). The last valid admin token cannot be revoked here:
+    that would lock every admin out of the API (``socflow token revoke`` on the server still can)."""
     with svc.factory() as session, session.begin():
+        now = now_utc()
+        admins = list(
+            session.scalars(
+                select(ApiToken.id)
+                .where(
+                    ApiToken.role == Role.admin.value,
+                    ApiToken.revoked_at.is_(None),
+                    or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+                )
+                .with_for_update()
+            )
+        )
+        if admins == [token_id]:
+            raise ConflictError(f"token {token_id} is the last admin token; create another admin first")
         return TokenOut.model_validate(CaseStore(session).revoke_token(token_id, actor=actor(who)))
 
 

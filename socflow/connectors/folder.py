@@ -1,9 +1,11 @@
 """A drop folder: ``*.json`` / ``*.ndjson`` files put in ``path`` are ingested, then moved.
 
 - every item stored or already known (duplicate) -> the file moves to ``processed/``;
-- the file cannot be read, or some items were rejected -> it moves to ``failed/`` with ``<name>.error``
-  beside it, one line per problem (line or item number, field, reason). Items that were good are stored
-  anyway; fix the file and drop it again: what was stored before comes back as duplicates.
+- some items were rejected -> it moves to ``failed/`` with ``<name>.error`` beside it, one line per
+  problem (line or item number, field, reason). Items that were good are stored anyway (each item is read,
+  cleaned and checked on its own: a NaN, a 5,000-digit number or nesting past 32 levels refuses that item
+  only; invalid UTF-8 bytes become U+FFFD); refused items are kept as dead letters when a ``dead_letter``
+  hook is given. Fix the file and drop it again: what was stored before comes back as duplicates.
 - the ingest callback itself fails (database down) -> the file stays where it is and is tried next poll.
 
 Files are moved only after their alerts are committed, so nothing is lost; a crash between the commit and
@@ -17,13 +19,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from socflow.connectors.base import Connector, IngestFn, PollResult, submit
-from socflow.ingest import parse_payload
+from socflow.ingest import IDENTIFIERS, Refusal, parse_payload
+from socflow.untrusted import UnsafeJSON, clean_json
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class FolderWatcher(Connector):
         field_map: Mapping[str, str] | None = None,
         source: str | None = None,
         settle_seconds: float = 2.0,
+        dead_letter: Callable[[list[Refusal]], Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.ingest = ingest
@@ -51,6 +55,7 @@ class FolderWatcher(Connector):
         self.field_map = dict(field_map) if field_map else None
         self.source = source
         self.settle_seconds = settle_seconds
+        self.dead_letter = dead_letter
         self.path.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -82,26 +87,32 @@ class FolderWatcher(Connector):
     def process(self, file: Path) -> PollResult:
         """Ingest one file and move it (see the module docstring for where it goes)."""
         try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            return self._fail(
-                file, [f"file: not UTF-8 text ({exc.reason} at byte {exc.start})"], PollResult()
-            )
+            text = file.read_bytes().decode("utf-8", errors="replace")
         except OSError as exc:
             return PollResult(problems=[f"{file.name}: cannot read ({exc.strerror})"])  # retried next poll
 
         problems: list[str] = []
+        refused: list[Refusal] = []
         items: list[dict[str, Any]] = []
         labels: list[str] = []
         parsed = list(parse_payload(text))
         for p in parsed:
             label = f"line {p.line}" if p.line is not None else f"item {p.index}"
-            if p.error is not None:
-                problems.append(f"{label}: {p.error}")
-            elif not isinstance(p.data, dict):
-                problems.append(f"{label}: an alert must be a JSON object")
+            reason, field_name, data = p.error, None, None
+            if reason is None and not isinstance(p.data, dict):
+                reason = "an alert must be a JSON object"
+            elif reason is None:
+                try:
+                    data = clean_json(p.data, keep_top=IDENTIFIERS)
+                except UnsafeJSON as exc:
+                    reason, field_name = exc.reason, exc.path or None
+            if reason is not None or data is None:
+                why = reason or "unreadable"
+                problems.append(f"{label}: {field_name + ': ' if field_name else ''}{why}")
+                payload = p.text if p.data is None else p.data
+                refused.append(Refusal(p.index, p.line, why, payload, field=field_name))
             else:
-                items.append(p.data)
+                items.append(data)
                 labels.append(label)
         result = PollResult(fetched=len(parsed), rejected=len(problems))
         try:
@@ -117,6 +128,16 @@ class FolderWatcher(Connector):
         outcome.fetched = 0
         result.add(outcome)
         problems.extend(outcome.problems)
+        if refused and self.dead_letter is not None:
+            try:
+                self.dead_letter(
+                    [
+                        Refusal(r.index, r.line, f"{file.name}: {r.reason}", r.payload, r.field)
+                        for r in refused
+                    ]
+                )
+            except Exception:  # the good items are stored; a lost dead letter must not re-ingest the file
+                log.exception("%s: could not keep the refused items of %s", self.name, file.name)
         if result.rejected:
             return self._fail(file, problems, result)
         self._move(file, self.processed_dir)

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from socflow.api.deps import Services
+from socflow.web.deadletters import router as dead_letters_router
 from socflow.web.routes import HERE, LoginRequired, WebForbidden, error_page, router
 from socflow.web.security import WebSessionMiddleware
 
@@ -27,12 +28,13 @@ def mount_web(app: FastAPI) -> FastAPI:
     svc: Services = app.state.services
     app.add_middleware(
         WebSessionMiddleware,
-        secret_key=svc.settings.api.secret_key,
+        secret_key=svc.settings.api.secret_key.get_secret_value(),
         factory=svc.factory,
         secure_cookie=svc.settings.env == "production",
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
     app.include_router(router)
+    app.include_router(dead_letters_router)
 
     async def _login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)

@@ -64,7 +64,11 @@ def test_alert_joining_a_waiting_case_makes_the_draft_stale(
     again = client.post(
         f"/api/v1/cases/{case_id}/decision", json={"action": "approve"}, headers=bearer(tokens["analyst"])
     )
-    assert again.status_code == 404
+    assert again.status_code == 409 and again.json()["code"] == "no_decision_pending"  # never 404
+    missing = client.post(
+        "/api/v1/cases/999999/decision", json={"action": "approve"}, headers=bearer(tokens["analyst"])
+    )
+    assert missing.status_code == 404
 
 
 def test_merge_move_and_assign_are_audited(client: TestClient, tokens: dict) -> None:

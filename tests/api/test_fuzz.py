@@ -1,4 +1,5 @@
-"""Schemathesis fuzzes the OpenAPI schema: no request may produce a 5xx.
+"""Schemathesis fuzzes the OpenAPI schema: no request may produce a 5xx, and every answer's status code
+and content type are ones the schema documents.
 
 In ``make test`` the examples are bounded and derandomized (a fixed seed); ``make fuzz`` sets
 ``SOCFLOW_FUZZ_RANDOM=1`` for random, larger runs.
@@ -13,6 +14,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from socflow.api import create_app
 from socflow.auth import Role
@@ -60,7 +66,15 @@ def test_no_server_errors(api_schema) -> None:  # type: ignore[no-untyped-def]
             database=None,
         )
         def run(case) -> None:  # type: ignore[no-untyped-def]
-            case.call_and_validate(headers=AUTH, checks=[not_a_server_error])
+            case.call_and_validate(
+                headers=AUTH,
+                checks=[
+                    not_a_server_error,
+                    status_code_conformance,
+                    content_type_conformance,
+                    response_schema_conformance,
+                ],
+            )
 
         run()
 

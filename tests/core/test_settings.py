@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from socflow.errors import ConfigError
-from socflow.settings import DEFAULT_SECRET, Settings, get_settings
+from socflow.settings import Settings, get_settings
 
 
 def test_embedded_defaults_need_no_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_production_refuses_default_secret(monkeypatch: pytest.MonkeyPatch, tmp_
         get_settings()
     monkeypatch.setenv("SOCFLOW_API__SECRET_KEY", "a-real-secret-value")
     get_settings.cache_clear()
-    assert get_settings().api.secret_key != DEFAULT_SECRET
+    assert get_settings().api.secret_key.get_secret_value() == "a-real-secret-value"
 
 
 def test_unknown_setting_names_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -304,7 +304,7 @@ def test_custom_unknown_key_and_missing_map() -> None:
 def test_unknown_shape_names_what_was_expected() -> None:
     with pytest.raises(InputError) as info:
         to_generic({"foo": "bar"})
-    assert "Splunk ES notable" in info.value.reason and "field_map" in info.value.reason
+    assert "splunk_notable looks for" in info.value.reason and "field_map" in info.value.reason
     with pytest.raises(InputError):
         to_generic({"foo": "bar"}, fmt="qradar")
     with pytest.raises(InputError):

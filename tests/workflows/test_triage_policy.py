@@ -16,7 +16,8 @@ from tests.workflows.triage_helpers import ingest_one, make_runner, scripted, se
 
 POLICY = """
 auto_close:
-  - verdicts: [false_positive]
+  - source: test
+    verdicts: [false_positive]
     max_severity: low
     min_confidence: 0.9
     rules: [backup-schtasks]
@@ -101,6 +102,6 @@ def test_low_confidence_reaches_approval(settings) -> None:  # type: ignore[no-u
 
 def test_a_broken_policy_file_is_a_clear_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "policy.yml"
-    bad.write_text("auto_close:\n  - max_severity: extreme\n")
+    bad.write_text("auto_close:\n  - source: x\n    max_severity: extreme\n")
     with pytest.raises(ConfigError, match="policy file"):
         Policy.load(bad)

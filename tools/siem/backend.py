@@ -34,7 +34,7 @@ def build_siem(settings: SiemSettings, *, transport: httpx.BaseTransport | None 
     common = {
         "index": settings.index,
         "username": settings.username,
-        "password": settings.password,
+        "password": settings.password.get_secret_value(),
         "transport": transport,
     }
     if settings.backend == BackendKind.ELASTIC:

@@ -13,11 +13,11 @@ from typing import Literal
 from langgraph.runtime import Runtime
 
 from socflow.casework import alert_evidence, load_case
-from socflow.enums import AuthorKind, CaseStatus, Severity, Verdict
+from socflow.enums import AuthorKind, CaseStatus, Verdict
 from socflow.errors import ModelError, StructuredOutputError
 from socflow.evidence import case_context, collect_evidence
 from socflow.hitl import Outcome, apply_note_decision, request_approval
-from socflow.policy import CaseFacts, decide
+from socflow.policy import case_facts, decide
 from socflow.schemas import TechniqueRecord
 from socflow.sdk import RunContext, TechniqueState, technique_state
 from socflow.steps import run_step, step_writes
@@ -156,13 +156,12 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
 @run_step
 def apply_policy(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     ctx = runtime.context
-    case, alerts, _ = _load(ctx, state["case_id"])
     a = state["assessment"]
-    facts = CaseFacts(
-        severity=Severity(case.severity),
+    facts = case_facts(
+        ctx.deps.factory,
+        state["case_id"],
         verdict=Verdict(a["verdict"]),
         confidence=a.get("confidence") or 0.0,
-        rule_ids=sorted({al.rule_id or "" for al in alerts}),
     )
     decision = decide(ctx.deps.policy, facts)
     return {"policy": {"auto_close": decision.auto_close, "reason": decision.reason}}
