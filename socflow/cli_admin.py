@@ -15,6 +15,7 @@ from socflow import wiring
 from socflow.auth import Role, hash_token, new_token
 from socflow.db import make_engine, session_factory
 from socflow.errors import NotFoundError
+from socflow.normalize import FORMATS
 from socflow.runner import RunStatus
 from socflow.schemas import now_utc
 from socflow.settings import get_settings
@@ -65,8 +66,19 @@ def token_create(
     expires: Annotated[
         int | None, typer.Option("--expires", min=1, max=3650, help="Days until it expires.")
     ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="An alert source this token may send (repeat; default: any)."),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Force this alert format for what the token sends.")
+    ] = None,
 ) -> None:
-    """Create a token and print it once (only its hash is stored)."""
+    """Create a token and print it once (only its hash is stored).
+
+    Only alerts sent by a token bound to their source (``--source``) can ever be auto-closed."""
+    if fmt is not None and fmt not in ("auto", *FORMATS):
+        raise typer.BadParameter(f"expected auto or one of {', '.join(FORMATS)}", param_hint="--format")
     raw = new_token()
     with _factory()() as session, session.begin():
         row = CaseStore(session).create_token(
@@ -76,6 +88,8 @@ def token_create(
             prefix=raw[:10],
             actor="cli",
             expires_at=now_utc() + timedelta(days=expires) if expires else None,
+            sources=source or None,
+            ingest_format=fmt,
         )
         token_id = row.id
     err.print(f"token {token_id} for {name} ({role.value}); shown once, store it now:", markup=False)

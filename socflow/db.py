@@ -47,6 +47,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return  # VACUUM and friends run outside any transaction
     conn.exec_driver_sql("BEGIN")
 
 
