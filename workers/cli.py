@@ -23,9 +23,9 @@ from typing import Annotated
 
 import typer
 from celery import Celery
-from rich.console import Console
 from rich.table import Table
 
+from socflow.cli_output import console, emit_json, err, json_option
 from socflow.errors import SocflowError
 from socflow.settings import Settings, get_settings
 from workers.celery_app import make_app
@@ -35,8 +35,6 @@ from workers.runtime import set_cpu_threads
 from workers.sweeper import DEFAULT_GRACE_SECONDS, Sweeper
 
 app = typer.Typer(help="Celery workers: start one, or show which run.")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 class Pool(StrEnum):
@@ -144,6 +142,7 @@ def worker(
 @app.command("status")
 def status(
     timeout: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds to wait for replies.")] = 2.0,
+    as_json: json_option = False,
 ) -> None:
     """Which workers answer, their queues, pool and active tasks (celery inspect). Exit 1 when none."""
     settings = _settings()
@@ -158,6 +157,23 @@ def status(
         raise typer.Exit(1) from exc
     finally:
         celery_app.close()
+    if as_json:
+        emit_json(
+            [
+                {
+                    "worker": name,
+                    "queues": [q["name"] for q in queues.get(name, [])],
+                    "pool": (info.get("pool") or {}).get("implementation"),
+                    "concurrency": (info.get("pool") or {}).get("max-concurrency"),
+                    "active": len(active.get(name, [])),
+                    "processed": sum(int(v) for v in (info.get("total") or {}).values()),
+                }
+                for name, info in sorted(stats.items())
+            ]
+        )
+        if not stats:
+            raise typer.Exit(1)
+        return
     if not stats:
         err.print("no worker answered")
         raise typer.Exit(1)

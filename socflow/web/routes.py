@@ -187,6 +187,7 @@ def assign(request: Request, case_id: int, next: str = Form("")) -> Response:
         actions.assign_to_me(services(request), case_id, who)
     except NotFoundError as exc:
         return error_page(request, 404, str(exc))
+    _acknowledge(request, case_id, who, "assigned")
     return see_other(local_path(next, f"/cases/{case_id}"))
 
 
@@ -222,8 +223,18 @@ def _case_response(
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_view(request: Request, case_id: int) -> Response:
-    need(request, *READ_ROLES)
+    who = need(request, *READ_ROLES)
+    if who.has(*ACT_ROLES):  # an analyst opening the case acknowledges it (once; engineers only read)
+        _acknowledge(request, case_id, who, "opened")
     return _case_response(request, case_id)
+
+
+def _acknowledge(request: Request, case_id: int, who: Principal, via: str) -> None:
+    with services(request).factory() as session, session.begin():
+        try:
+            CaseStore(session).acknowledge_case(case_id, actor=who.name, via=via)
+        except NotFoundError:
+            pass  # the page answers 404
 
 
 @router.get("/cases/{case_id}/state")
