@@ -20,6 +20,7 @@ from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_connector import app as connector_app
 from socflow.cli_eval import bench_command, eval_command
 from socflow.cli_output import case_detail_json, case_json, console, emit_json, err, json_option
+from socflow.cli_stats import stats_command
 from socflow.cli_worker import db_prune
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
@@ -50,6 +51,7 @@ app.add_typer(connector_app, name="connector", help="Pull connectors: elastic, s
 app.command()(serve)
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
+app.command("stats")(stats_command)
 for _name, _group, _help in wiring.cli_groups():
     app.add_typer(_group, name=_name, help=_help)
 for _name, _command in wiring.cli_commands():

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from socflow import wiring
 from socflow.cli_output import console, emit_json, err, json_option
-from socflow.graph_svg import graph_shape
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
+from socflow.graph_svg import graph_shape
 from socflow.ingest import validation_reason
 from socflow.registry import WorkflowRegistry
 from socflow.runner import RunStatus
@@ -79,7 +79,9 @@ def workflow_list(as_json: json_option = False) -> None:
 
 
 @app.command("graph")
-def workflow_graph(name: Annotated[str, typer.Argument(help="Workflow name.")], as_json: json_option = False) -> None:
+def workflow_graph(
+    name: Annotated[str, typer.Argument(help="Workflow name.")], as_json: json_option = False
+) -> None:
     """The workflow's graph as a Mermaid diagram (paste into Markdown inside a mermaid fence)."""
     spec = _spec(wiring.build_registry(_settings()), name)
     if as_json:

@@ -142,7 +142,7 @@ def run_path(saver: Any, run_id: str) -> list[str]:
     seen: list[str] = []
     tuples = list(saver.list({"configurable": {"thread_id": run_id}}))
     for tup in reversed(tuples):  # oldest first
-        for name in (tup.checkpoint.get("versions_seen") or {}).keys():
+        for name in tup.checkpoint.get("versions_seen") or {}:
             if name not in seen and name != "__input__":
                 seen.append(name)
     if seen and "__start__" not in seen:

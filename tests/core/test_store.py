@@ -213,4 +213,6 @@ def test_acknowledgement_is_the_first_analyst_action_only(factory) -> None:  # t
         assert store.acknowledge_case(cid, actor="bob", via="opened") is None  # the first one stays
         case = store.get_case(cid)
         assert case.acknowledged_by == "ana" and case.acknowledged_at is not None
-        assert [e.data["via"] for e in store.list_audit(case_id=cid, action="case.acknowledged")] == ["assigned"]
+        assert [e.data["via"] for e in store.list_audit(case_id=cid, action="case.acknowledged")] == [
+            "assigned"
+        ]
