@@ -138,13 +138,26 @@ def render_svg(shape: dict[str, Any], *, taken: Iterable[str] = (), title: str =
 
 
 def run_path(saver: Any, run_id: str) -> list[str]:
-    """The nodes a run executed, in order, read from its LangGraph checkpoints (thread id = run id)."""
+    """The nodes a run executed, in order, and the node it waits in (an interrupt), read from its
+    LangGraph checkpoints (thread id = run id)."""
     seen: list[str] = []
     tuples = list(saver.list({"configurable": {"thread_id": run_id}}))
     for tup in reversed(tuples):  # oldest first
         for name in tup.checkpoint.get("versions_seen") or {}:
             if name not in seen and name != "__input__":
                 seen.append(name)
+    if (
+        tuples
+    ):  # where the run stands now: nodes scheduled (a branch written) but not yet run, e.g. an interrupt
+        latest = tuples[0].checkpoint
+        versions = latest.get("channel_versions") or {}
+        seen_by = latest.get("versions_seen") or {}
+        for channel, version in versions.items():
+            if not str(channel).startswith("branch:to:"):
+                continue
+            node = str(channel).removeprefix("branch:to:")
+            if (seen_by.get(node) or {}).get(channel) != version and node not in seen:
+                seen.append(node)
     if seen and "__start__" not in seen:
         seen.insert(0, "__start__")
     return seen
