@@ -16,7 +16,7 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SINCE = "2026-03-01T00:00:00+00:00"
 UNTIL = "2026-03-08T00:00:00+00:00"
 
-# case: (opened after T0, status, verdict, acknowledged after opening (s), decision, decided after opening (s))
+# (opened after T0, status, verdict, acknowledged after opening (s), decision, decided after opening (s))
 CASES: list[tuple[timedelta, str, str, int | None, str | None, int | None]] = [
     (timedelta(hours=0), "closed", "false_positive", 60, "approve", 600),
     (timedelta(hours=1), "closed", "benign_positive", 300, "edit", 1200),
