@@ -71,7 +71,9 @@ def plain_table(table: Table) -> str:
     rows = [[_cell(c.header) for c in columns]]
     for i in range(table.row_count):
         rows.append([_cell(list(c.cells)[i]) if i < len(list(c.cells)) else "" for c in columns])
-    return "\n".join("\t".join(re.sub(r"[\t\r\n]+", " ", cell) for cell in row) for row in rows)
+    return "\n".join(
+        "\t".join(escape_controls(re.sub(r"[\t\r\n]+", " ", cell)) for cell in row) for row in rows
+    )
 
 
 class SafeConsole(Console):
@@ -86,9 +88,10 @@ class SafeConsole(Console):
 
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if not self.is_terminal and any(isinstance(o, Table) for o in objects):
-            for obj in objects:
-                text = plain_table(obj) if isinstance(obj, Table) else str(obj)
-                super().print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+            for obj in objects:  # written as is: rich would expand the tabs
+                text = plain_table(obj) if isinstance(obj, Table) else escape_controls(str(obj))
+                self.file.write(text + "\n")
+            self.file.flush()
             return
         super().print(*objects, **kwargs)
 
