@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,6 +20,8 @@ from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_connector import app as connector_app
 from socflow.cli_deadletters import app as deadletters_app
 from socflow.cli_eval import bench_command, eval_command
+from socflow.cli_output import case_detail_json, case_json, console, emit_json, err, json_option
+from socflow.cli_stats import stats_command
 from socflow.cli_worker import db_prune, sweep
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
@@ -53,13 +54,12 @@ app.add_typer(deadletters_app, name="deadletters", help="Refused ingest items: l
 app.command()(serve)
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
+app.command("stats")(stats_command)
 for _name, _group, _help in wiring.cli_groups():
     app.add_typer(_group, name=_name, help=_help)
 app.command("sweep")(sweep)
 db_app.command("prune")(db_prune)
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -130,9 +130,12 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 
 
 @db_app.command("current")
-def db_current() -> None:
+def db_current(as_json: json_option = False) -> None:
     """Print the database's revision and the code's head."""
     settings = _settings()
+    if as_json:
+        emit_json({"current": migrate.current(settings.database.url), "head": migrate.head()})
+        return
     console.print(f"current: {migrate.current(settings.database.url)}  head: {migrate.head()}")
 
 
@@ -218,15 +221,25 @@ def _cases_table(store: CaseStore, status: str | None, limit: int) -> Table:
 def cases_list(
     status: Annotated[CaseStatus | None, typer.Option(help="Only cases in this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: json_option = False,
 ) -> None:
     """List cases."""
     settings = _settings()
     with _factory(settings)() as session:
-        console.print(_cases_table(CaseStore(session), status.value if status else None, limit))
+        store = CaseStore(session)
+        if as_json:
+            emit_json(
+                [
+                    {**case_json(case), "alerts": store.count_alerts(case_id=case.id)}
+                    for case in store.list_cases(status=status.value if status else None, limit=limit)
+                ]
+            )
+            return
+        console.print(_cases_table(store, status.value if status else None, limit))
 
 
 @cases_app.command("show")
-def cases_show(case_id: int) -> None:
+def cases_show(case_id: int, as_json: json_option = False) -> None:
     """Show one case: alerts, observables, note and audit trail."""
     settings = _settings()
     with _factory(settings)() as session:
@@ -235,6 +248,9 @@ def cases_show(case_id: int) -> None:
             case = store.get_case(case_id)
         except NotFoundError as exc:
             raise _fail(str(exc), 1) from exc
+        if as_json:
+            emit_json(case_detail_json(store, case))
+            return
         console.print(f"case {case.id}  {case.title}", highlight=False, markup=False, style="bold")
         console.print(
             f"status={case.status} severity={case.severity} priority={case.priority or '-'} "

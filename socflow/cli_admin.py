@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow import wiring
 from socflow.auth import Role, hash_token, new_token
+from socflow.cli_output import console, emit_json, err, json_option, row_json
 from socflow.db import make_engine, session_factory
 from socflow.errors import NotFoundError
 from socflow.normalize import FORMATS
@@ -24,8 +24,6 @@ from socflow.tables import WorkflowRun
 
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 runs_app = typer.Typer(help="Workflow runs.", no_args_is_help=True)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 def serve(
@@ -97,8 +95,12 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list() -> None:
+def token_list(as_json: json_option = False) -> None:
     """List tokens (never the tokens themselves)."""
+    if as_json:
+        with _factory()() as session:
+            emit_json([row_json(t, exclude=("token_hash",)) for t in CaseStore(session).list_tokens()])
+        return
     table = Table(
         "id", "name", "role", "prefix", "created", "expires", "revoked", "last used", title="tokens"
     )
@@ -137,6 +139,7 @@ def token_revoke(token_id: int) -> None:
 def runs_list(
     status: Annotated[RunStatus | None, typer.Option(help="Only runs in this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: json_option = False,
 ) -> None:
     """Recent workflow runs."""
     table = Table("run", "workflow", "case", "status", "attempts", "updated", "error", title="runs")
@@ -144,6 +147,9 @@ def runs_list(
         stmt = select(WorkflowRun).order_by(WorkflowRun.updated_at.desc()).limit(limit)
         if status is not None:
             stmt = stmt.where(WorkflowRun.status == status.value)
+        if as_json:
+            emit_json([row_json(r, exclude=("input", "pending_interrupt")) for r in session.scalars(stmt)])
+            return
         for r in session.scalars(stmt):
             table.add_row(
                 r.id,

@@ -16,8 +16,8 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from socflow.cli_output import console, err
 from socflow.connectors import (
     DEFAULT_INDEX,
     Connector,
@@ -37,8 +37,6 @@ from socflow.schemas import IngestReport
 from socflow.settings import get_settings
 
 app = typer.Typer(help="Pull connectors: Elastic Security alerts, Splunk ES notables, a drop folder.")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 ENV = "SOCFLOW_CONNECTOR__"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from socflow import wiring
+from socflow.cli_output import console, err
 from socflow.errors import SocflowError
 from socflow.evaluation import replay, triage
 from socflow.evaluation.bench import run_bench
@@ -23,9 +23,6 @@ from socflow.evaluation.report import EvalReport, flatten, format_value
 from socflow.evaluation.tasks import CountingRecorder, EvalOptions, EvalTask, model_settings
 from socflow.model.factory import build_model_client
 from socflow.settings import get_settings
-
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 CORE_TASKS: dict[str, EvalTask] = {"triage": triage.run, "replay": replay.run}
 

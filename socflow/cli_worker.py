@@ -15,17 +15,15 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from socflow import wiring
+from socflow.cli_output import console, err
 from socflow.db import make_engine, session_factory
 from socflow.errors import SocflowError
 from socflow.prune import prune_checkpoints
 from socflow.settings import get_settings
 
 log = logging.getLogger(__name__)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 def db_prune(

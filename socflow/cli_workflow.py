@@ -12,12 +12,13 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from socflow import wiring
+from socflow.cli_output import console, emit_json, err, json_option
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
+from socflow.graph_svg import graph_shape
 from socflow.ingest import validation_reason
 from socflow.registry import WorkflowRegistry
 from socflow.runner import RunStatus
@@ -27,8 +28,6 @@ from socflow.settings import Settings, get_settings
 from socflow.store import CaseStore
 
 app = typer.Typer(help="Graph workflows: list, graph, run, new.", no_args_is_help=True)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -51,9 +50,26 @@ def _spec(registry: WorkflowRegistry, name: str) -> WorkflowSpec:
 
 
 @app.command("list")
-def workflow_list() -> None:
+def workflow_list(as_json: json_option = False) -> None:
     """Registered workflows (built-ins, SOCFLOW_WORKFLOWS__PATHS folders, entry points)."""
     registry = wiring.build_registry(_settings())
+    if as_json:
+        emit_json(
+            {
+                "workflows": [
+                    {
+                        "name": spec.name,
+                        "version": spec.version,
+                        "queue": spec.queue,
+                        "origin": registry.origins[spec.name],
+                        "description": spec.description,
+                    }
+                    for spec in registry.specs()
+                ],
+                "skipped": [{"origin": origin, "reason": why} for origin, why in registry.skipped],
+            }
+        )
+        return
     table = Table("name", "version", "queue", "origin", "description", title="workflows")
     for spec in registry.specs():
         table.add_row(spec.name, spec.version, spec.queue, registry.origins[spec.name], spec.description)
@@ -63,9 +79,14 @@ def workflow_list() -> None:
 
 
 @app.command("graph")
-def workflow_graph(name: Annotated[str, typer.Argument(help="Workflow name.")]) -> None:
+def workflow_graph(
+    name: Annotated[str, typer.Argument(help="Workflow name.")], as_json: json_option = False
+) -> None:
     """The workflow's graph as a Mermaid diagram (paste into Markdown inside a mermaid fence)."""
     spec = _spec(wiring.build_registry(_settings()), name)
+    if as_json:
+        emit_json({"name": spec.name, "version": spec.version, **graph_shape(spec)})
+        return
     typer.echo(spec.mermaid(), nl=False)
 
 

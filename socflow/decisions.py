@@ -75,6 +75,9 @@ def submit_decision(
     check_decision(run, decision)
     labels = resolve_techniques(runner.deps.attack, decision.techniques)
     result = runner.resume(run.id, dict(decision.payload()), user=decision.user)
+    if result.advanced:  # a decision is an analyst action: it acknowledges the case if nothing did before
+        with runner.factory() as session, session.begin():
+            CaseStore(session).acknowledge_case(case_id, actor=decision.user, via="decided")
     if result.advanced and (decision.verdict is not None or labels):
         with runner.factory() as session, session.begin():
             CaseStore(session).set_analyst_labels(

@@ -752,6 +752,28 @@ class CaseStore:
         )
         return notes
 
+    # -- console --
+    @mutation("case.acknowledged")
+    def acknowledge_case(self, case_id: int, *, actor: str, via: str) -> Case | None:
+        """The first analyst action on a case (``via``: opened, assigned, decided) acknowledges it.
+
+        Idempotent: a case already acknowledged keeps its first acknowledgement and no event is added.
+        """
+        case = self.get_case(case_id)
+        if case.acknowledged_at is not None:
+            return None
+        case.acknowledged_at = self.clock()
+        case.acknowledged_by = actor[:200]
+        self._audit(
+            "case.acknowledged",
+            actor=actor,
+            entity_type="case",
+            entity_id=case.id,
+            case_id=case.id,
+            data={"via": via},
+        )
+        return case
+
     def list_tokens(self) -> list[ApiToken]:
         return list(self.session.scalars(select(ApiToken).order_by(ApiToken.id)))
 

@@ -88,6 +88,9 @@ class Case(Base):
     # -- harden (revision 0010): an alert of the case looked like a prompt injection --
     injection_flag: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     injection_reason: Mapped[str | None] = mapped_column(Text)
+    # -- console -- (revision 0013): the first analyst action on the case (time to acknowledge)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Alert(Base):

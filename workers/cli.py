@@ -23,9 +23,9 @@ from typing import Annotated, Any, Protocol
 
 import typer
 from celery import Celery
-from rich.console import Console
 from rich.table import Table
 
+from socflow.cli_output import console, emit_json, err, json_option
 from socflow.errors import SocflowError
 from socflow.jobs import JobRegistry
 from socflow.services import Services
@@ -34,9 +34,6 @@ from workers.celery_app import make_app
 from workers.config import celery_for
 from workers.routing import INGEST, default_queues, holds_model
 from workers.runtime import set_cpu_threads
-
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 class BuildServices(Protocol):
@@ -191,16 +188,17 @@ def make_worker_cli(
     @app.command("status")
     def status(
         timeout: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds to wait for replies.")] = 2.0,
+        as_json: json_option = False,
     ) -> None:
         """Which workers answer, their queues, pool and active tasks (celery inspect). Exit 1 when none."""
-        show_status(broker_settings(), timeout)
+        show_status(broker_settings(), timeout, as_json=as_json)
 
     if sweep is not None:
         app.command("sweep")(sweep)
     return app
 
 
-def show_status(settings: Settings, timeout: float) -> None:
+def show_status(settings: Settings, timeout: float, *, as_json: bool = False) -> None:
     celery_app = celery_for(settings)
     inspect = celery_app.control.inspect(timeout=timeout)
     try:
@@ -212,6 +210,23 @@ def show_status(settings: Settings, timeout: float) -> None:
         raise typer.Exit(1) from exc
     finally:
         celery_app.close()
+    if as_json:
+        emit_json(
+            [
+                {
+                    "worker": name,
+                    "queues": [q["name"] for q in queues.get(name, [])],
+                    "pool": (info.get("pool") or {}).get("implementation"),
+                    "concurrency": (info.get("pool") or {}).get("max-concurrency"),
+                    "active": len(active.get(name, [])),
+                    "processed": sum(int(v) for v in (info.get("total") or {}).values()),
+                }
+                for name, info in sorted(stats.items())
+            ]
+        )
+        if not stats:
+            raise typer.Exit(1)
+        return
     if not stats:
         err.print("no worker answered")
         raise typer.Exit(1)

@@ -12,7 +12,14 @@ from fastapi.routing import APIRoute
 
 from socflow import __version__, wiring
 from socflow import web as web_ui
-from socflow.api import routes_alerts, routes_cases, routes_deadletters, routes_meta, routes_metrics
+from socflow.api import (
+    routes_alerts,
+    routes_cases,
+    routes_deadletters,
+    routes_meta,
+    routes_metrics,
+    routes_soc,
+)
 from socflow.api.contract import ERROR_RESPONSES
 from socflow.auth import Role
 from socflow.decisions import DecisionNotAllowed
@@ -90,7 +97,8 @@ def create_app(
     app.include_router(routes_meta.health)
     app.include_router(routes_metrics.router)
     app.state.route_roles = {}
-    for router in (routes_alerts.router, routes_cases.router, routes_meta.router, routes_deadletters.router):
+    routers = (routes_alerts, routes_cases, routes_meta, routes_deadletters, routes_soc)
+    for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
         app.state.route_roles.update(route_roles(router, API_PREFIX))
     web_ui.mount_web(app)

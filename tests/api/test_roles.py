@@ -92,6 +92,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/v1/tokens"): lambda w, c: ("/api/v1/tokens", None),
     ("DELETE", "/api/v1/tokens/{token_id}"): _token,
     ("GET", "/api/v1/dead-letters"): lambda w, c: ("/api/v1/dead-letters", None),
+    ("GET", "/api/v1/metrics/soc"): lambda w, c: ("/api/v1/metrics/soc?range=30d", None),
 }
 
 

@@ -103,6 +103,7 @@ SCENARIOS: dict[str, tuple[Callable[[CaseStore], Any], Callable[[CaseStore, Any]
         _case,
         lambda s, cid: s.record_run_event("r-1", "run.queued", case_id=cid, actor="t"),
     ),
+    "acknowledge_case": (_case, lambda s, cid: s.acknowledge_case(cid, actor="web:ana", via="opened")),
 }
 
 
@@ -202,3 +203,16 @@ def test_idempotent_mutations_add_nothing_twice(factory) -> None:  # type: ignor
             store.add_evidence(cid, ev, actor="t") == [] and store.add_techniques(cid, tech, actor="t") == []
         )
         assert len(store.list_audit(case_id=cid)) == n
+
+
+def test_acknowledgement_is_the_first_analyst_action_only(factory) -> None:  # type: ignore[no-untyped-def]
+    with factory() as s, s.begin():
+        store = CaseStore(s)
+        cid = _case(store)
+        assert store.acknowledge_case(cid, actor="ana", via="assigned") is not None
+        assert store.acknowledge_case(cid, actor="bob", via="opened") is None  # the first one stays
+        case = store.get_case(cid)
+        assert case.acknowledged_by == "ana" and case.acknowledged_at is not None
+        assert [e.data["via"] for e in store.list_audit(case_id=cid, action="case.acknowledged")] == [
+            "assigned"
+        ]

@@ -65,13 +65,15 @@ def test_markdown_structure_and_evidence_links() -> None:
     )
     html = str(render_markdown(text))
     assert "<h2>Case note: PowerShell</h2>" in html
-    assert "<blockquote><p><strong>FALLBACK NOTE</strong>: built from the evidence.</p></blockquote>" in html
+    assert (
+        "<blockquote>\n<p><strong>FALLBACK NOTE</strong>: built from the evidence.</p>\n</blockquote>" in html
+    )
     assert (
         '[<a class="evref" href="#evidence-E1">E1</a>, <a class="evref" href="#evidence-E2">E2</a>]' in html
     )
     assert '<a class="evref" href="#evidence-E3">E3</a>' in html
     assert "<em>PowerShell</em>" in html and "<code>whoami</code>" in html
-    assert "<ul><li>one" in html and "<ol><li>first</li><li>second</li></ol>" in html
+    assert "<ul>\n<li>one" in html and "<ol>\n<li>first</li>\n<li>second</li>\n</ol>" in html
     assert (
         '<a href="https://attack.mitre.org/techniques/T1059/001/" rel="noopener noreferrer nofollow">' in html
     )
@@ -90,3 +92,18 @@ def test_only_http_links() -> None:
     ):
         assert safe_url(bad) is None
     assert "<a" not in str(render_markdown("[x](/relative)"))
+
+
+def test_nested_lists_stay_nested() -> None:
+    html = str(render_markdown("- host WS1\n  - user alice [E2]\n    - process powershell.exe\n- host WS2\n"))
+    flat = html.replace("\n", "")
+    assert flat.count("<ul>") == 3
+    assert '<li>user alice [<a class="evref" href="#evidence-E2">E2</a>]<ul><li>process' in flat
+
+
+def test_raw_html_and_images_stay_text() -> None:
+    html = str(
+        render_markdown("<b>x</b>\n\n<div onclick=alert(1)>y</div>\n\n![a](https://example.org/p.png)")
+    )
+    assert "<b>" not in html and "<div" not in html and "<img" not in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html

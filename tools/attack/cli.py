@@ -6,16 +6,15 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from socflow.cli_output import console as _out
+from socflow.cli_output import err as _err
 from socflow.errors import AttackError
 from tools.attack.catalog import DeprecatedTechniqueError, load_catalog
 from tools.attack.retrieval import get_index
 
 app = typer.Typer(help="MITRE ATT&CK catalog: info, lookup, map.", no_args_is_help=True)
-_out = Console()
-_err = Console(stderr=True)
 
 
 @app.command()

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from socflow.cli_output import console, err
 from socflow.errors import InputError, SiemError
 from socflow.settings import get_settings
 from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules, detect
@@ -23,7 +23,6 @@ from tools.siem.models import EntityQuery, LoadReport
 app = typer.Typer(
     help="SIEM lookup: the embedded event store, Sigma detection, entity queries.", no_args_is_help=True
 )
-err = Console(stderr=True)
 
 SiemPath = Annotated[
     Path | None,
@@ -175,7 +174,7 @@ def query(
         events = siem.search(entity_query)
     if as_json:
         for event in events:
-            typer.echo(event.model_dump_json())
+            typer.echo(json.dumps(event.model_dump(mode="json"), ensure_ascii=True))
         return
     table = Table("time", "host", "user", "event", "process", "command line / ip")
     for event in events:
@@ -187,5 +186,5 @@ def query(
             event.process or "",
             (event.command_line or event.source_ip or "")[:80],
         )
-    Console().print(table)
+    console.print(table)
     err.print(f"{len(events)} events")

@@ -1,4 +1,5 @@
-// socflow analyst UI: a few lines of polling, no framework, no build step (CSP: script-src 'self').
+// socflow analyst UI: a live queue (EventSource), a little polling on a moving case; no framework,
+// no build step (CSP: script-src 'self').
 (function () {
   "use strict";
 
@@ -9,26 +10,29 @@
     }, ms);
   }
 
-  // The queue: re-read the table body so new cases appear without a reload.
-  function pollQueue() {
+  // The live queue: the server pushes the table body over Server-Sent Events when a case or an alert
+  // changes; no periodic fetches. EventSource reconnects on its own when the stream ends.
+  function liveQueue() {
     var table = document.getElementById("queue");
     var body = document.getElementById("queue-rows");
-    if (!table || !body) { return; }
-    var url = table.getAttribute("data-poll-url");
+    if (!table || !body || !window.EventSource) { return; }
+    var state = document.getElementById("live-state");
+    var source = new EventSource(table.getAttribute("data-events-url"));
     var last = null;
-    every(table.getAttribute("data-poll-seconds"), function (stop) {
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (resp) {
-          if (!resp.ok || resp.redirected) { stop(); return null; }
-          return resp.text();
-        })
-        .then(function (html) {
-          if (html === null || html === last) { return; }
-          last = html;
-          body.innerHTML = html; // server-rendered with every value escaped
-        })
-        .catch(function () { /* a missed poll is retried on the next tick */ });
+    function mark(text, on) {
+      if (!state) { return; }
+      state.textContent = text;
+      state.className = on ? "live" : "live off";
+    }
+    source.addEventListener("open", function () { mark("live", true); });
+    source.addEventListener("error", function () { mark("reconnecting…", false); });
+    source.addEventListener("rows", function (event) {
+      mark("live", true);
+      if (event.data === last) { return; }
+      last = event.data;
+      body.innerHTML = event.data; // server-rendered with every value escaped
     });
+    window.addEventListener("pagehide", function () { source.close(); });
   }
 
   // A case with a run in progress: reload when a run or the case moves.
@@ -52,7 +56,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    pollQueue();
+    liveQueue();
     pollCase();
   });
 })();
