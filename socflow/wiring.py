@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from socflow.db import make_engine, session_factory
 from socflow.dispatch import Dispatcher, ThreadDispatcher
-from socflow.errors import ConfigError
 from socflow.grouping import KeyGrouper
 from socflow.model.base import ModelClient
 from socflow.model.factory import build_model_client
@@ -53,14 +52,13 @@ def cli_commands() -> list[tuple[str, Callable[..., None]]]:
 
 
 def build_siem(settings: SiemSettings) -> Any:
-    """The configured SIEM backend, or None when the embedded store has not been created yet."""
-    if settings.backend == "embedded":
-        if not Path(settings.path).exists():
-            return None
-        from tools.siem.embedded import EmbeddedSiem
+    """The configured SIEM backend (``tools.siem.backend.build_siem``, the one factory), or None when the
+    embedded store has not been created yet."""
+    from tools.siem.backend import build_siem as build
 
-        return EmbeddedSiem(settings.path)
-    raise ConfigError(f"SIEM backend {settings.backend!r} is not wired yet")
+    if settings.backend == "embedded" and not Path(settings.path).exists():
+        return None
+    return build(settings)
 
 
 def detect_demo_alerts(settings: SiemSettings, events_dir: Path) -> tuple[list[dict[str, Any]], str]:
