@@ -24,6 +24,7 @@ from socflow.cli_worker import db_prune
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
 from socflow.decisions import AmbiguousDecision, Decision, submit_decision
+from socflow.doors import door_ingest
 from socflow.enums import CaseStatus
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
 from socflow.ingest import IngestService, parse_ndjson, parse_payload
@@ -81,8 +82,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
+    ctx.ensure_object(dict)["ingest_door"] = door_ingest  # prod-a: `siem detect --ingest` ingests here
     if version:
         console.print(f"socflow {__version__}")
         raise typer.Exit(0)
@@ -149,7 +152,8 @@ def ingest(
     Exits 1 when any item was rejected.
     """
     settings = _settings()
-    service = IngestService(_factory(settings), **wiring.ingest_options(settings))
+    door = door_ingest(settings, factory=_factory(settings))  # grouping, run queue, dispatch after commit
+    service = door.service
     if str(file) == "-":
         report = service.ingest_text(sys.stdin.read(), actor=actor)
     else:
@@ -187,10 +191,13 @@ def ingest(
         f"{report.accepted} accepted, {report.duplicates} duplicate, {report.rejected} rejected",
         highlight=False,
     )
+    door.close()
     if report.runs_queued:
         console.print(
-            f"{len(report.runs_queued)} triage runs queued: a worker advances them "
-            "(or run `socflow runs process`)",
+            f"{len(report.runs_queued)} triage runs queued and sent to the workers"
+            if door.dispatches
+            else f"{len(report.runs_queued)} triage runs queued: no broker is configured, so run "
+            "`socflow runs process` (or the sweeper) to advance them",
             highlight=False,
         )
     if report.rejected:

@@ -4,6 +4,10 @@
   redelivered message a no-op (a finished run returns ``advanced=False``). Transient database errors are
   retried with backoff; the task never touches the run row itself.
 - ``socflow.sweep()``: one pass of the sweeper (scheduled by ``socflow worker --beat``).
+- ``socflow.ingest_alerts(text, actor)``: alerts (JSON or NDJSON text) through the ingest service of every
+  door (``socflow.doors.door_ingest``): grouped, runs queued and sent to the workers after the commit.
+  Idempotent: a redelivered message finds its alerts already stored (duplicates) and queues nothing.
+- ``socflow.deliver_outbox()``: one pass of write-back deliveries (``socflow.outbox.deliver_outbox``).
 
 A worker killed mid-run leaves its message unacknowledged in Redis until the visibility timeout (an hour);
 recovery does not wait for it: the run's lease expires and the sweeper sends the run again.
@@ -19,9 +23,11 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from socflow.doors import Door, door_ingest
+from socflow.outbox import deliver_outbox
 from socflow.settings import Settings
 from workers.config import DEFAULT_SWEEP_INTERVAL, celery_for
-from workers.routing import ADVANCE_TASK, SWEEP_TASK
+from workers.routing import ADVANCE_TASK, DELIVER_OUTBOX_TASK, INGEST_TASK, SWEEP_TASK
 from workers.runtime import RunnerFactory, WorkerRuntime, default_runner
 from workers.sweeper import DEFAULT_GRACE_SECONDS, Sweeper
 
@@ -42,12 +48,14 @@ def make_app(
     runtime = WorkerRuntime(settings, runner_factory)
     sweepers: dict[str, Sweeper] = {}
     sweep_lock = threading.Lock()
+    doors: dict[str, Door] = {}
     app.socflow_runtime = runtime  # type: ignore[attr-defined]
 
     @worker_process_init.connect(weak=False)
     def _after_fork(**_: Any) -> None:
         runtime.reset()
         sweepers.clear()
+        doors.clear()
 
     @app.task(
         name=ADVANCE_TASK,
@@ -68,5 +76,22 @@ def make_app(
                 grace = app.conf.get("socflow_sweep_grace") or sweep_grace
                 sweepers["sweeper"] = Sweeper.from_settings(settings, app=app, grace_seconds=float(grace))
             sweepers["sweeper"].sweep_once()
+
+    @app.task(name=INGEST_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=8)
+    def ingest_alerts(text: str, actor: str = "celery") -> dict[str, int]:
+        with sweep_lock:
+            if "door" not in doors:
+                doors["door"] = door_ingest(settings)
+        report = doors["door"].service.ingest_text(text, actor=actor)
+        return {
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "rejected": report.rejected,
+            "runs_queued": len(report.runs_queued),
+        }
+
+    @app.task(name=DELIVER_OUTBOX_TASK, autoretry_for=TRANSIENT, max_retries=2)
+    def deliver() -> dict[str, int]:
+        return deliver_outbox(settings).counts()
 
     return app

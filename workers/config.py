@@ -6,7 +6,7 @@ from celery import Celery
 from kombu import Queue
 
 from socflow.settings import Settings
-from workers.routing import INGEST, SWEEP_TASK, WORKFLOWS, all_queues
+from workers.routing import DELIVER_OUTBOX_TASK, INGEST, INGEST_TASK, SWEEP_TASK, WORKFLOWS, all_queues
 
 DEFAULT_SWEEP_INTERVAL = 30.0
 VISIBILITY_TIMEOUT = 3600  # Redis's redelivery of unacknowledged messages; recovery never waits for it
@@ -24,7 +24,11 @@ def celery_for(settings: Settings, *, sweep_interval: float = DEFAULT_SWEEP_INTE
         task_store_errors_even_if_ignored=False,
         task_default_queue=WORKFLOWS,
         task_queues=[Queue(name) for name in all_queues(settings)],
-        task_routes={SWEEP_TASK: {"queue": INGEST}},
+        task_routes={
+            SWEEP_TASK: {"queue": INGEST},
+            INGEST_TASK: {"queue": INGEST},
+            DELIVER_OUTBOX_TASK: {"queue": INGEST},
+        },
         task_serializer="json",
         accept_content=["json"],
         task_publish_retry_policy=PUBLISH_RETRY,

@@ -18,6 +18,8 @@ WORKFLOWS = "workflows"
 
 ADVANCE_TASK = "socflow.advance_run"
 SWEEP_TASK = "socflow.sweep"
+INGEST_TASK = "socflow.ingest_alerts"  # prod-a: alerts (NDJSON text) through the door ingest service
+DELIVER_OUTBOX_TASK = "socflow.deliver_outbox"  # prod-a: write-back deliveries
 
 
 def holds_model(settings: Settings) -> bool:

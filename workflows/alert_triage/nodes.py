@@ -17,6 +17,7 @@ from socflow.casework import alert_evidence, load_case
 from socflow.enums import CaseStatus, NoteStatus, Severity
 from socflow.enums import Verdict as VerdictEnum
 from socflow.errors import ModelError, SiemError, StructuredOutputError
+from socflow.outbox import enqueue_writeback
 from socflow.policy import CaseFacts, decide
 from socflow.schemas import EvidenceRecord, TechniqueRecord
 from socflow.sdk import RunContext
@@ -315,6 +316,12 @@ def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str,
                         actor=ACTOR,
                         reason="draft rejected twice: waiting for a manual note",
                     )
+        if outcome != "rejected":  # prod-a: write-back rows in the deciding transaction
+            enqueue_writeback(
+                session,
+                store.get_case(case_id),
+                {**(decision or {"action": "auto_close", "user": ACTOR}), "run_id": ctx.run_id, "step": step},
+            )
         store.record_run_event(
             ctx.run_id,
             "run.finalize_case",
