@@ -28,6 +28,7 @@ DEFAULT_INDEX = ".alerts-security.alerts-default"
 TIMESTAMP = "@timestamp"
 TIEBREAKER = "kibana.alert.uuid"
 MAX_SEEN = 10_000
+LOOKBACK_MAX_PAGES = 100  # the lookback window is read to its end (bounded), whatever ``max_pages`` is
 
 
 class ElasticAlertsConnector(HttpConnector):
@@ -160,7 +161,7 @@ class ElasticAlertsConnector(HttpConnector):
             "track_total_hits": False,
         }
         late: list[dict[str, Any]] = []
-        for _ in range(self.max_pages):
+        for _ in range(LOOKBACK_MAX_PAGES):
             hits = self._search(body)
             late += [h for h in hits if self._key(h) not in seen]
             if len(hits) < self.size or not isinstance(hits[-1].get("sort"), list):
