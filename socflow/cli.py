@@ -20,6 +20,7 @@ from socflow import __version__, migrate, wiring
 from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_connector import app as connector_app
 from socflow.cli_eval import bench_command, eval_command
+from socflow.cli_outbox import app as outbox_app
 from socflow.cli_worker import db_prune
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
@@ -48,6 +49,7 @@ app.add_typer(model_app, name="model", help="The model runtime: prepare, info, t
 app.add_typer(token_app, name="token", help="API tokens: create, list, revoke.")
 app.add_typer(runs_app, name="runs", help="Workflow runs: list, process queued runs in this process.")
 app.add_typer(connector_app, name="connector", help="Pull connectors: elastic, splunk, folder.")
+app.add_typer(outbox_app, name="outbox", help="Write-back deliveries: list, retry, deliver.")
 app.command()(serve)
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)

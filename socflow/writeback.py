@@ -157,14 +157,14 @@ class SplunkNotableTarget(_Base):
         uids = [str(r) for r in payload.get("refs") or []]
         if not uids:
             return
-        form: list[tuple[str, str]] = [("ruleUIDs", uid) for uid in uids]
-        form += [
-            ("status", SPLUNK_STATUS[payload["status"]]),
-            ("comment", comment(payload, self.case_url(payload))),
-            ("output_mode", "json"),
-        ]
+        form: dict[str, str | list[str]] = {
+            "ruleUIDs": uids,
+            "status": SPLUNK_STATUS[payload["status"]],
+            "comment": comment(payload, self.case_url(payload)),
+            "output_mode": "json",
+        }
         if payload.get("analyst"):
-            form.append(("newOwner", str(payload["analyst"])))
+            form["newOwner"] = str(payload["analyst"])
         answer = self.http.json("POST", NOTABLE_UPDATE_PATH, data=form)
         if not isinstance(answer, dict) or answer.get("success") is not True:
             message = str(answer.get("message") if isinstance(answer, dict) else answer)[:200]

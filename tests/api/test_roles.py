@@ -91,6 +91,8 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/v1/tokens"): lambda w, c: ("/api/v1/tokens", {"name": "soar", "role": "ingest"}),
     ("GET", "/api/v1/tokens"): lambda w, c: ("/api/v1/tokens", None),
     ("DELETE", "/api/v1/tokens/{token_id}"): _token,
+    ("GET", "/api/v1/outbox"): lambda w, c: ("/api/v1/outbox?status=open", None),
+    ("POST", "/api/v1/outbox/retry"): lambda w, c: ("/api/v1/outbox/retry", {"ids": []}),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from socflow.cli_connector import ingest_callback
@@ -16,6 +17,8 @@ from socflow.tables import Alert, Case, WorkflowRun
 from tests.ingest.test_connectors import elastic_doc
 from tests.servers.opensearch import ALERT_MAPPING, OpenSearchServer
 from tests.workflows.triage_helpers import settings_for
+
+pytestmark = pytest.mark.opensearch
 
 INDEX = "alerts-connector-test"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from socflow.cli_connector import ingest_callback
@@ -25,6 +26,8 @@ from socflow.tables import Evidence, OutboxMessage
 from tests.ingest.test_connectors import elastic_doc
 from tests.servers.opensearch import ALERT_MAPPING, EVENT_MAPPING, OpenSearchServer
 from tests.workflows.triage_helpers import make_runner, scripted
+
+pytestmark = pytest.mark.opensearch
 
 ALERTS = "alerts-triage-test"
 EVENTS = "logs-triage-test"
