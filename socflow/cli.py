@@ -20,12 +20,14 @@ from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_connector import app as connector_app
 from socflow.cli_deadletters import app as deadletters_app
 from socflow.cli_eval import bench_command, eval_command
+from socflow.cli_outbox import app as outbox_app
 from socflow.cli_output import case_detail_json, case_json, console, emit_json, err, json_option
 from socflow.cli_stats import stats_command
 from socflow.cli_worker import db_prune, sweep
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
 from socflow.decisions import AmbiguousDecision, submit_decision
+from socflow.doors import door_ingest
 from socflow.enums import CaseStatus
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
 from socflow.hitl import Action, Decision
@@ -51,6 +53,7 @@ app.add_typer(token_app, name="token", help="API tokens: create, list, revoke.")
 app.add_typer(runs_app, name="runs", help="Workflow runs: list, process queued runs in this process.")
 app.add_typer(connector_app, name="connector", help="Pull connectors: elastic, splunk, folder.")
 app.add_typer(deadletters_app, name="deadletters", help="Refused ingest items: list.")
+app.add_typer(outbox_app, name="outbox", help="Write-back deliveries: list, retry, deliver.")
 app.command()(serve)
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
@@ -83,8 +86,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
+    ctx.ensure_object(dict)["ingest_door"] = door_ingest  # prod-a: `siem detect --ingest` ingests here
     if version:
         console.print(f"socflow {__version__}")
         raise typer.Exit(0)
@@ -154,7 +159,8 @@ def ingest(
     Exits 1 when any item was rejected.
     """
     settings = _settings()
-    service = IngestService(_factory(settings), **wiring.ingest_options(settings))
+    door = door_ingest(settings, factory=_factory(settings))  # grouping, run queue, dispatch after commit
+    service = door.service
     if str(file) == "-":
         report = service.ingest_text(sys.stdin.read(), actor=actor)
     else:
@@ -192,10 +198,13 @@ def ingest(
         f"{report.accepted} accepted, {report.duplicates} duplicate, {report.rejected} rejected",
         highlight=False,
     )
+    door.close()
     if report.runs_queued:
         console.print(
-            f"{len(report.runs_queued)} triage runs queued: a worker advances them "
-            "(or run `socflow runs process`)",
+            f"{len(report.runs_queued)} triage runs queued and sent to the workers"
+            if door.dispatches
+            else f"{len(report.runs_queued)} triage runs queued: no broker is configured, so run "
+            "`socflow runs process` (or the sweeper) to advance them",
             highlight=False,
         )
     if report.rejected:

@@ -1,8 +1,14 @@
-"""``socflow connector run NAME``: pull alerts from Elastic Security, Splunk ES, or a drop folder.
+"""``socflow connector run NAME``: pull alerts from Elastic Security or OpenSearch, Splunk ES, a drop folder.
 
 Every option has an environment name (``SOCFLOW_CONNECTOR__URL``, ``SOCFLOW_CONNECTOR__PASSWORD``, ...), so
-credentials need not appear on a command line. Alerts go through the same ``IngestService`` as every other
-door; cursors live in the ``connector_cursors`` table of ``SOCFLOW_DATABASE__URL``.
+credentials need not appear on a command line. Alerts go through the ingest service of every door
+(``socflow.doors.door_ingest``): grouped into cases, one triage run queued per new case and dispatched after
+the commit (to Celery when a broker is configured; with ``--follow`` and no broker, advanced in this
+process). Cursors live in the ``connector_cursors`` table of ``SOCFLOW_DATABASE__URL``.
+
+``--follow`` (the default without ``--once``) runs the connector as a long-lived service: it polls every
+``--interval`` seconds, re-reads ``--lookback`` seconds before its cursor for late-indexed alerts
+(each ingested once), backs off while the source is down, and stops cleanly on SIGTERM or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from socflow.connectors import (
     SplunkNotablesConnector,
 )
 from socflow.db import make_engine, session_factory
+from socflow.doors import door_ingest
 from socflow.errors import SocflowError
 from socflow.ingest import IngestService
 from socflow.normalize import FORMATS
@@ -86,6 +93,18 @@ def _print(name: str, result: PollResult) -> None:
 def run(
     name: Annotated[Kind, typer.Argument(help="Which connector: elastic, splunk or folder.")],
     once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Run as a long-lived service (the default without --once).")
+    ] = False,
+    lookback: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Elastic: seconds before the cursor re-read for late alerts.", envvar=ENV + "LOOKBACK"
+        ),
+    ] = 300.0,
+    ca_bundle: Annotated[
+        str, typer.Option(help="CA bundle file for TLS verification.", envvar=ENV + "CA_BUNDLE")
+    ] = "",
     interval: Annotated[
         float, typer.Option(min=0.1, help="Seconds between polls.", envvar=ENV + "INTERVAL")
     ] = 60.0,
@@ -126,6 +145,8 @@ def run(
     ] = 2.0,
 ) -> None:
     """Run a connector: poll, normalize, ingest, print per-poll counts (Ctrl-C stops it cleanly)."""
+    if once and follow:
+        raise typer.BadParameter("--once and --follow exclude each other", param_hint="--follow")
     if fmt != "auto" and fmt not in FORMATS:
         raise typer.BadParameter(f"expected auto or one of {', '.join(FORMATS)}", param_hint="--format")
     try:
@@ -134,9 +155,13 @@ def run(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
     factory = session_factory(make_engine(settings.database.url, echo=settings.database.echo))
-    service = IngestService(factory)
-    ingest = ingest_callback(service, actor=f"connector:{name.value}")
     connector: Connector
+    try:
+        door = door_ingest(settings, factory=factory, long_lived=not once)
+    except SocflowError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    ingest = ingest_callback(door.service, actor=f"connector:{name.value}")
     try:
         if name is Kind.folder:
             if path is None:
@@ -148,7 +173,7 @@ def run(
                 field_map=_field_map(field_map),
                 source=source or None,
                 settle_seconds=settle,
-                dead_letter=lambda refused: service.refuse(refused, actor="connector:folder"),
+                dead_letter=lambda refused: door.service.refuse(refused, actor="connector:folder"),
             )
         else:
             common: dict[str, Any] = {
@@ -161,13 +186,15 @@ def run(
                 "bearer_token": token or None,
                 "timeout": timeout,
                 "verify": verify,
+                "ca_bundle": ca_bundle or None,
                 "source": source or None,
             }
             if name is Kind.elastic:
-                connector = ElasticAlertsConnector(url, ingest, index=index, **common)
+                connector = ElasticAlertsConnector(url, ingest, index=index, lookback=lookback, **common)
             else:
                 connector = SplunkNotablesConnector(url, ingest, **common)
     except SocflowError as exc:
+        door.close()
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
 
@@ -179,6 +206,12 @@ def run(
                 err.print(f"error: {exc}", markup=False)
                 raise typer.Exit(1) from exc
             _print(name.value, result)
+            if not door.dispatches and result.accepted:
+                console.print(
+                    "no broker is configured: run `socflow runs process` to advance the queued runs",
+                    markup=False,
+                    highlight=False,
+                )
             if result.rejected:
                 raise typer.Exit(1)
             return
@@ -201,3 +234,4 @@ def run(
             signal.signal(signal.SIGTERM, previous)
     finally:
         connector.close()
+        door.close()

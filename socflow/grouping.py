@@ -5,6 +5,14 @@
 ``SOCFLOW_GROUPING__WINDOW_SECONDS``; otherwise it opens a new case. An alert storm (one rule firing
 thousands of times on one host) becomes one case and costs one model run. The reason is stored on
 the alert, so an analyst sees why each alert joined its case.
+
+Concurrent ingesters (several API processes, a connector, a worker) must not both open a case for one
+key. On PostgreSQL, ``assign`` first takes a transaction-scoped advisory lock (``pg_advisory_xact_lock``)
+so that "find the open case, else create one" is atomic across processes; the lock is released when the
+ingest transaction commits, after which the next ingester sees the committed case. It is one lock for all
+keys, not one per key: an ingest transaction groups a chunk of alerts with many keys, and per-key locks
+taken in arrival order by two ingesters would deadlock. On SQLite the ingest transaction's write lock
+serialises ingesters already.
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
 from socflow.errors import ConfigError
 from socflow.schemas import AlertIn
 from socflow.store import CaseStore
@@ -22,6 +33,18 @@ from socflow.tables import Case
 
 KEY_FIELDS = ("rule", "source", "hosts", "users", "ips", "processes", "domains", "hashes")
 MAX_KEY = 300
+#: The advisory lock id of case grouping (the first 8 bytes of sha256("socflow:grouping"), signed).
+GROUPING_LOCK_ID = int.from_bytes(hashlib.sha256(b"socflow:grouping").digest()[:8], "big", signed=True)
+
+
+def lock_grouping(session: Session) -> None:
+    """Hold the grouping lock until ``session``'s transaction ends (PostgreSQL; a no-op elsewhere).
+
+    Re-entrant within one transaction; taken before the open-case lookup so that two ingesters never
+    both miss the case the other is creating.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": GROUPING_LOCK_ID})
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,7 @@ class KeyGrouper:
 
     def assign(self, store: CaseStore, alert: AlertIn, *, actor: str) -> Assignment:
         key = self.key(alert)
+        lock_grouping(store.session)
         fields = "+".join(self.key_fields)
         seconds = int(self.window.total_seconds())
         case = store.find_open_case(key, since=store.clock() - self.window)

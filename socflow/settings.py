@@ -79,12 +79,18 @@ class ModelSettings(_Group):
 
 
 class SiemSettings(_Group):
-    backend: Literal["embedded", "elastic", "splunk"] = "embedded"
+    backend: Literal["embedded", "opensearch", "elastic", "splunk"] = "embedded"
     path: Path = Path("./socflow-siem.db")
     url: str = ""
     username: str = ""
     password: SecretStr = SecretStr("")
     index: str = "logs-*"
+    # -- prod-a --
+    api_key: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
+    verify: bool = True
+    ca_bundle: str = ""
+    timeout: float = Field(default=30.0, gt=0)
 
 
 class GroupingSettings(_Group):
@@ -110,6 +116,7 @@ class WorkerSettings(_Group):
     # -- core-b --
     sweep_interval_seconds: float = Field(default=30.0, ge=0.5)  # periodic sweeper (beat or in-process)
     sweep_grace_seconds: float = Field(default=60.0, ge=0.0)  # a queued run older than this is taken again
+    outbox_interval_seconds: float = Field(default=10.0, ge=0.5)  # write-back deliveries (beat or in-process)
 
 
 class WorkflowSettings(_Group):
@@ -153,6 +160,33 @@ class ConnectorSettings(_Group):
     field_map: dict[str, str] = Field(default_factory=dict)
     source: str = ""
     settle: float = Field(default=2.0, ge=0)
+    # -- prod-a --
+    ca_bundle: str = ""
+    lookback: float = Field(default=300.0, ge=0)
+
+
+# -- prod-a --
+class WritebackSettings(_Group):
+    """Write-back of decisions to the alert's own system (``socflow.outbox``). A target with no URL is
+    skipped (its outbox rows say so). Credentials apply to the Elastic, OpenSearch, Kibana and Splunk targets.
+    """
+
+    elastic_url: str = ""
+    kibana_url: str = ""
+    splunk_url: str = ""
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    api_key: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
+    verify: bool = True
+    ca_bundle: str = ""
+    timeout: float = Field(default=15.0, gt=0)
+    case_url: str = "http://127.0.0.1:8000/cases/{case_id}"
+    max_attempts: int = Field(default=12, ge=1, le=100)
+    backoff_seconds: float = Field(default=15.0, ge=0)
+    backoff_max_seconds: float = Field(default=3600.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -177,6 +211,8 @@ class Settings(BaseSettings):
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
+    # -- prod-a --
+    writeback: WritebackSettings = Field(default_factory=WritebackSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -353,3 +353,33 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# -- prod-a --
+class OutboxMessage(Base):
+    """A delivery leaving socflow (write-back of a decision to the alert's own system, a webhook), written
+    in the deciding transaction and delivered with retries by ``socflow.outbox`` (revision 0014).
+
+    ``id`` is the delivery id receivers use to drop repeats; ``dedup_key`` makes a re-run of the deciding
+    step add nothing. ``status``: pending -> delivered, or failed after ``max_attempts`` (``socflow outbox
+    retry`` makes it pending again), or skipped when no target of its kind is configured.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),
+        Index("ix_outbox_status_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(300))
+    target: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -28,6 +28,7 @@ from socflow.model.base import ModelClient
 from socflow.model.factory import build_model_client
 from socflow.model.recorder import ModelCallRecorder
 from socflow.normalize import make_normalizer
+from socflow.outbox import deliver_outbox
 from socflow.policy import Policy
 from socflow.registry import WorkflowRegistry, discover
 from socflow.runner import Runner
@@ -168,7 +169,7 @@ def build_deps(
 
 
 def ingest_options(settings: Settings, registry: WorkflowRegistry | None = None) -> dict[str, Any]:
-    """How every door ingests: storm grouping from settings, one queued alert_triage run per new case."""
+    """How every door ingests: storm grouping from settings, a queued run per workflow a new case triggers."""
     registry = registry or build_registry(settings)
     return {
         "grouper": KeyGrouper(settings.grouping.key_fields, settings.grouping.window_seconds),
@@ -198,9 +199,26 @@ def build_jobs(settings: Settings) -> JobRegistry:
                 settings.worker.sweep_interval_seconds,
                 lambda svc: svc.sweeper.sweep_once(),
                 "hand on again the runs left queued or running past their lease",
-            )
+            ),
+            Job(
+                "deliver_outbox",
+                settings.worker.outbox_interval_seconds,
+                lambda svc: deliver_outbox(svc.settings, factory=svc.factory),
+                "deliver pending write-back rows (retries with backoff; nothing lost while a target is down)",
+            ),
         ]
     )
+
+
+def build_dispatcher(
+    settings: Settings, *, factory: sessionmaker[Session], registry: WorkflowRegistry, runner: Runner
+) -> Dispatcher:
+    """Celery when a broker is configured; otherwise a background thread of this process on ``runner``."""
+    if settings.broker.url:
+        from workers.dispatch import CeleryDispatcher
+
+        return CeleryDispatcher(settings, factory=factory, registry=registry)
+    return ThreadDispatcher(runner)
 
 
 def build_services(

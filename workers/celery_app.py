@@ -5,6 +5,11 @@
   retried with backoff; the task never touches the run row itself.
 - ``socflow.job(name)``: one run of a periodic job of the registry (``socflow.jobs``; the sweeper first),
   scheduled by ``socflow worker --beat``. ``socflow.sweep()`` stays as the sweep job's old name.
+- ``socflow.ingest_alerts(text, actor)``: alerts (JSON or NDJSON text) through the ingest service of every
+  door (the services' ``ingest``): grouped, runs queued and sent to the workers after the commit.
+  Idempotent: a redelivered message finds its alerts already stored (duplicates) and queues nothing.
+- ``socflow.deliver_outbox()``: one pass of write-back deliveries (``socflow.outbox.deliver_outbox``; also
+  the ``deliver_outbox`` periodic job).
 
 Each worker process builds its ``Services`` once, lazily, with the ``build`` it is given (``socflow worker``
 gives ``socflow.wiring.build_services``; tests give their own).
@@ -24,9 +29,10 @@ from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from socflow.jobs import JobRegistry
+from socflow.outbox import deliver_outbox
 from socflow.settings import Settings
 from workers.config import celery_for
-from workers.routing import ADVANCE_TASK, JOB_TASK, SWEEP_TASK
+from workers.routing import ADVANCE_TASK, DELIVER_OUTBOX_TASK, INGEST_TASK, JOB_TASK, SWEEP_TASK
 from workers.runtime import ServicesFactory, WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -70,5 +76,24 @@ def make_app(settings: Settings, *, build: ServicesFactory, jobs: JobRegistry | 
     @app.task(name=SWEEP_TASK, autoretry_for=TRANSIENT, max_retries=2)  # type: ignore[untyped-decorator]
     def sweep() -> None:
         run_job("sweep")
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=INGEST_TASK, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=8
+    )
+    def ingest_alerts(text: str, actor: str = "celery") -> dict[str, int]:
+        services = runtime.services()
+        report = services.ingest.ingest_text(text, actor=actor)
+        for run_id in report.runs_queued:  # after the commit, like every door
+            services.dispatcher.submit(run_id)
+        return {
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "rejected": report.rejected,
+            "runs_queued": len(report.runs_queued),
+        }
+
+    @app.task(name=DELIVER_OUTBOX_TASK, autoretry_for=TRANSIENT, max_retries=2)  # type: ignore[untyped-decorator]
+    def deliver() -> dict[str, int]:
+        return deliver_outbox(settings).counts()
 
     return app

@@ -9,7 +9,15 @@ from kombu import Queue
 
 from socflow.jobs import JobRegistry
 from socflow.settings import Settings
-from workers.routing import INGEST, JOB_TASK, SWEEP_TASK, WORKFLOWS, all_queues
+from workers.routing import (
+    DELIVER_OUTBOX_TASK,
+    INGEST,
+    INGEST_TASK,
+    JOB_TASK,
+    SWEEP_TASK,
+    WORKFLOWS,
+    all_queues,
+)
 
 VISIBILITY_TIMEOUT = 3600  # Redis's redelivery of unacknowledged messages; recovery never waits for it
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0}
@@ -41,7 +49,12 @@ def celery_for(settings: Settings, *, jobs: JobRegistry | None = None) -> Celery
         task_store_errors_even_if_ignored=False,
         task_default_queue=WORKFLOWS,
         task_queues=[Queue(name) for name in all_queues(settings)],  # type: ignore[no-untyped-call]
-        task_routes={SWEEP_TASK: {"queue": INGEST}, JOB_TASK: {"queue": INGEST}},
+        task_routes={
+            SWEEP_TASK: {"queue": INGEST},
+            JOB_TASK: {"queue": INGEST},
+            INGEST_TASK: {"queue": INGEST},
+            DELIVER_OUTBOX_TASK: {"queue": INGEST},
+        },
         task_serializer="json",
         accept_content=["json"],
         task_publish_retry_policy=PUBLISH_RETRY,

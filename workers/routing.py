@@ -19,6 +19,8 @@ WORKFLOWS = "workflows"
 ADVANCE_TASK = "socflow.advance_run"
 SWEEP_TASK = "socflow.sweep"  # the sweep job's own task (kept for messages already queued)
 JOB_TASK = "socflow.job"  # one run of a periodic job, by name (socflow.jobs)
+INGEST_TASK = "socflow.ingest_alerts"  # alerts (NDJSON text) through the door ingest service
+DELIVER_OUTBOX_TASK = "socflow.deliver_outbox"  # write-back deliveries
 
 
 def holds_model(settings: Settings) -> bool:

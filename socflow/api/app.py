@@ -18,6 +18,7 @@ from socflow.api import (
     routes_deadletters,
     routes_meta,
     routes_metrics,
+    routes_outbox,
     routes_soc,
 )
 from socflow.api.contract import ERROR_RESPONSES
@@ -97,7 +98,7 @@ def create_app(
     app.include_router(routes_meta.health)
     app.include_router(routes_metrics.router)
     app.state.route_roles = {}
-    routers = (routes_alerts, routes_cases, routes_meta, routes_deadletters, routes_soc)
+    routers = (routes_alerts, routes_cases, routes_meta, routes_deadletters, routes_soc, routes_outbox)
     for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
         app.state.route_roles.update(route_roles(router, API_PREFIX))

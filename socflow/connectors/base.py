@@ -1,5 +1,5 @@
 """What every pull connector shares: errors, the poll result, normalization before ingest, the run loop,
-and an HTTP client that authenticates without ever printing its credentials.
+and the HTTP client (``socflow.http``: auth, TLS, retries, redacted errors).
 
     SocflowError
     └── ConnectorError              a connector could not fetch (transport error, bad response)
@@ -8,9 +8,7 @@ and an HTTP client that authenticates without ever printing its credentials.
 
 from __future__ import annotations
 
-import base64
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +18,13 @@ import httpx
 
 from socflow.connectors.cursors import CursorStore, MemoryCursorStore
 from socflow.errors import InputError, SocflowError
+from socflow.http import HttpAuth, HttpClient, RemoteError, RetryPolicy
 from socflow.normalize import to_generic
 
 log = logging.getLogger(__name__)
 
 MAX_PROBLEMS = 50
 MAX_BACKOFF_SECONDS = 300.0
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 class ConnectorError(SocflowError):
@@ -166,7 +164,7 @@ class Connector:
 
 
 class HttpConnector(Connector):
-    """A pull connector over HTTP(S) with a persisted cursor."""
+    """A pull connector over HTTP(S) (``socflow.http``) with a persisted cursor."""
 
     fmt = "generic"
 
@@ -183,7 +181,9 @@ class HttpConnector(Connector):
         bearer_token: str | None = None,
         timeout: float = 30.0,
         verify: bool | str = True,
+        ca_bundle: str | None = None,
         source: str | None = None,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not url:
@@ -193,21 +193,27 @@ class HttpConnector(Connector):
         self.name = name
         self.cursors: CursorStore = cursors if cursors is not None else MemoryCursorStore()
         self.source = source
-        self._secrets = [s for s in (password, api_key, bearer_token) if s]
-        if username:
-            self._secrets.append(base64.b64encode(f"{username}:{password or ''}".encode()).decode())
-        headers = {"Accept": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"ApiKey {api_key}"
-        elif bearer_token:
-            headers["Authorization"] = f"Bearer {bearer_token}"
-        auth = httpx.BasicAuth(username, password or "") if username else None
-        self._client = httpx.Client(
-            auth=auth, headers=headers, timeout=timeout, verify=verify, transport=transport
+        if isinstance(verify, str):  # a CA bundle path passed as verify (older callers)
+            ca_bundle, verify = ca_bundle or verify, True
+        auth = HttpAuth(
+            username=username or "",
+            password=password or "",
+            api_key=api_key or "",
+            bearer_token=bearer_token or "",
+            verify=verify,
+            ca_bundle=ca_bundle or "",
+        )
+        self.http = HttpClient(
+            self.url,
+            name=name,
+            auth=auth,
+            timeout=timeout,
+            retry=retry or RetryPolicy(attempts=2),
+            transport=transport,
         )
 
     def close(self) -> None:
-        self._client.close()
+        self.http.close()
 
     def __enter__(self) -> HttpConnector:
         return self
@@ -215,29 +221,18 @@ class HttpConnector(Connector):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _display(self, url: str) -> str:
-        """``url`` without credentials or query, for messages."""
-        u = httpx.URL(url)
-        port = f":{u.port}" if u.port else ""
-        return f"{u.scheme}://{u.host}{port}{u.path}"
-
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _CONTROL.sub(" ", text)
+        return self.http.redact(text)
 
     def _post(self, path: str, **kwargs: Any) -> httpx.Response:
-        url = self.url + path
         try:
-            response = self._client.post(url, **kwargs)
-        except httpx.HTTPError as exc:
-            why = f"{type(exc).__name__}: {self._redact(str(exc))}"
-            raise ConnectorError(f"{self.name}: POST {self._display(url)} failed: {why}") from None
-        if response.status_code >= 400:
-            excerpt = self._redact(response.text[:300]).strip()
-            raise ConnectorHTTPError(
-                f"{self.name}: HTTP {response.status_code} {response.reason_phrase} from POST "
-                f"{self._display(url)}" + (f": {excerpt}" if excerpt else ""),
-                status_code=response.status_code,
-            )
-        return response
+            return self.http.post(path, **kwargs)
+        except RemoteError as exc:
+            raise connector_error(exc) from None
+
+
+def connector_error(exc: RemoteError) -> ConnectorError:
+    """The connector error for a failed HTTP exchange (``ConnectorHTTPError`` when the remote answered)."""
+    if exc.status_code:
+        return ConnectorHTTPError(str(exc), status_code=exc.status_code)
+    return ConnectorError(str(exc))

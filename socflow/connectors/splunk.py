@@ -10,21 +10,17 @@ scans from there.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 
 from socflow.connectors.base import ConnectorError, HttpConnector, IngestFn, PollResult, submit
 from socflow.connectors.cursors import CursorStore
+from socflow.http import RemoteError, RetryPolicy, export_rows, spl_quote
 from socflow.normalize import epoch_seconds
 
 EXPORT_PATH = "/services/search/jobs/export"
 MAX_CURSOR_IDS = 1000
-
-
-def _spl_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _fmt_time(t: float) -> str:
@@ -51,7 +47,9 @@ class SplunkNotablesConnector(HttpConnector):
         bearer_token: str | None = None,
         timeout: float = 60.0,
         verify: bool | str = True,
+        ca_bundle: str | None = None,
         source: str | None = None,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         """``since``: ``earliest_time`` of the very first poll (``-24h``, epoch, ISO; default ``0``, all).
@@ -68,7 +66,9 @@ class SplunkNotablesConnector(HttpConnector):
             bearer_token=bearer_token,
             timeout=timeout,
             verify=verify,
+            ca_bundle=ca_bundle,
             source=source,
+            retry=retry,
             transport=transport,
         )
         self.size = size
@@ -83,7 +83,7 @@ class SplunkNotablesConnector(HttpConnector):
             t = _fmt_time(float(cursor["time"]))
             ids = [str(i) for i in cursor.get("ids") or []]
             if ids:
-                seen = ", ".join(_spl_string(i) for i in ids)
+                seen = ", ".join(spl_quote(i) for i in ids)
                 spl += f" | where _time > {t} OR (_time = {t} AND NOT in(event_id, {seen}))"
             else:
                 spl += f" | where _time > {t}"
@@ -93,19 +93,10 @@ class SplunkNotablesConnector(HttpConnector):
 
     def _export(self, cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
         response = self._post(EXPORT_PATH, data=self.search_params(cursor))
-        results: list[dict[str, Any]] = []
-        for number, line in enumerate(response.text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise ConnectorError(f"{self.name}: export line {number} is not JSON") from None
-            if not isinstance(row, dict) or row.get("preview") is True:
-                continue
-            if isinstance(row.get("result"), dict):
-                results.append(row["result"])
-        return results
+        try:
+            return export_rows(response.text, name=self.name)
+        except RemoteError as exc:
+            raise ConnectorError(str(exc)) from None
 
     def poll_once(self) -> PollResult:
         """Up to ``max_pages`` searches; the cursor is saved after each page is ingested."""

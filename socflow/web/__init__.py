@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from socflow.api.deps import Services
+from socflow.web import outbox_page
 from socflow.web.deadletters import router as dead_letters_router
 from socflow.web.routes import HERE, LoginRequired, WebForbidden, error_page, router
 from socflow.web.security import WebSessionMiddleware
@@ -35,6 +36,7 @@ def mount_web(app: FastAPI) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
     app.include_router(router)
     app.include_router(dead_letters_router)
+    app.include_router(outbox_page.router)  # prod-a
 
     async def _login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)

@@ -93,6 +93,8 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("DELETE", "/api/v1/tokens/{token_id}"): _token,
     ("GET", "/api/v1/dead-letters"): lambda w, c: ("/api/v1/dead-letters", None),
     ("GET", "/api/v1/metrics/soc"): lambda w, c: ("/api/v1/metrics/soc?range=30d", None),
+    ("GET", "/api/v1/outbox"): lambda w, c: ("/api/v1/outbox?status=open", None),
+    ("POST", "/api/v1/outbox/retry"): lambda w, c: ("/api/v1/outbox/retry", {"ids": []}),
 }
 
 

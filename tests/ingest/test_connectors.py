@@ -20,6 +20,7 @@ from socflow.connectors import (
     SplunkNotablesConnector,
 )
 from socflow.db import make_engine, session_factory
+from socflow.http import RetryPolicy
 from socflow.tables import ConnectorCursor
 from tests.ingest.conftest import Stored
 from tests.servers.paging_http import EXPORT_PATH, PagingServer, paging_server
@@ -265,12 +266,20 @@ def test_http_error_has_status_and_no_credentials(server: PagingServer) -> None:
     assert "hunter2" not in message and "YWRtaW46aHVudGVyMg==" not in message  # base64 of admin:hunter2
     assert "***" in message  # the echoed Authorization header was redacted
 
-    server.fail_with = [500]
-    conn2 = ElasticAlertsConnector(server.url, lambda alerts: PollResult(), api_key="topsecret")
+    server.fail_with = [500, 503]  # a 5xx is retried (once by default), then reported
+    conn2 = ElasticAlertsConnector(
+        server.url, lambda alerts: PollResult(), api_key="topsecret", retry=RetryPolicy(2, 0.0)
+    )
     with pytest.raises(ConnectorHTTPError) as info2:
         conn2.poll_once()
     conn2.close()
-    assert info2.value.status_code == 500 and "topsecret" not in str(info2.value)
+    assert info2.value.status_code == 503 and "topsecret" not in str(info2.value)
+
+    server.fail_with = [429]  # one transient answer: the retry gets the page
+    conn3 = ElasticAlertsConnector(server.url, lambda alerts: PollResult(), retry=RetryPolicy(2, 0.0))
+    assert conn3.poll_once().fetched == 0
+    conn3.close()
+    assert server.fail_with == []
 
 
 def test_unreachable_server_is_a_connector_error_without_userinfo() -> None:
@@ -300,7 +309,7 @@ def test_cursor_not_saved_when_ingest_fails(server: PagingServer) -> None:
 
 def test_run_loop_polls_until_stopped(server: PagingServer, stored: Stored) -> None:
     server.elastic_docs = [elastic_doc(n, t) for n, t in enumerate(ELASTIC_TIMES, start=1)]
-    server.fail_with = [503]
+    server.fail_with = [503, 503]  # both tries of the first poll fail: the loop backs off and polls again
     stop = threading.Event()
     polls: list[PollResult] = []
     errors: list[ConnectorError] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from sigma.rule import SigmaRule
@@ -28,17 +28,23 @@ class SiemBackend(Protocol):
 
 
 def build_siem(settings: SiemSettings, *, transport: httpx.BaseTransport | None = None) -> SiemBackend:
-    """The backend the settings name (``embedded`` by default, on ``settings.path``)."""
+    """The one SIEM factory: the backend ``SOCFLOW_SIEM__BACKEND`` names (``embedded`` by default, on
+    ``settings.path``; ``opensearch`` and ``elastic`` over ``_search``; ``splunk`` over the export API)."""
     if settings.backend == BackendKind.EMBEDDED:
         return EmbeddedSiem(settings.path)
-    common = {
+    common: dict[str, Any] = {
         "index": settings.index,
         "username": settings.username,
         "password": settings.password.get_secret_value(),
+        "api_key": settings.api_key.get_secret_value(),
+        "token": settings.token.get_secret_value(),
+        "verify": settings.verify,
+        "ca_bundle": settings.ca_bundle,
+        "timeout": settings.timeout,
         "transport": transport,
     }
-    if settings.backend == BackendKind.ELASTIC:
-        return ElasticSiem(settings.url, **common)  # type: ignore[arg-type]
+    if settings.backend in (BackendKind.ELASTIC, BackendKind.OPENSEARCH):
+        return ElasticSiem(settings.url, kind=BackendKind(settings.backend), **common)
     if settings.backend == BackendKind.SPLUNK:
-        return SplunkSiem(settings.url, **common)  # type: ignore[arg-type]
+        return SplunkSiem(settings.url, **common)
     raise ConfigError(f"unknown SIEM backend {settings.backend!r}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,6 +35,23 @@ def _store(siem_path: Path | None) -> EmbeddedSiem:
     if siem_path is None:  # the CLI edge reads settings; the tool itself takes them as arguments
         siem_path = get_settings().siem.path
     return EmbeddedSiem(siem_path)
+
+
+#: The key under which the socflow CLI puts its door factory (``socflow.doors.door_ingest``) in ``ctx.obj``.
+INGEST_DOOR = "ingest_door"
+
+
+def _ingest(make_door: Callable[..., Any], lines: list[str]) -> None:
+    """Alerts into the ingest service of every door: grouping, run queueing, dispatch after commit."""
+    with make_door(get_settings()) as door:
+        result = door.service.ingest_text("\n".join(lines), actor="siem-detect")
+    sent = "sent to the workers" if door.dispatches else "queued (run `socflow runs process`)"
+    err.print(
+        f"ingested: {result.accepted} new, {result.duplicates} already ingested, {result.rejected} rejected; "
+        f"{len(result.runs_queued)} triage runs {sent}",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -93,6 +111,7 @@ def load(
 
 @app.command(name="detect")
 def detect_command(
+    ctx: typer.Context,
     rules: Annotated[
         list[Path] | None,
         typer.Option("--rules", help="Sigma rule directory (repeatable; default: curated set)"),
@@ -102,24 +121,42 @@ def detect_command(
     ] = None,
     siem_path: SiemPath = None,
     show_failed: Annotated[int, typer.Option(help="List at most this many failed rules")] = 10,
+    ingest: Annotated[
+        bool,
+        typer.Option(
+            "--ingest",
+            help="Ingest the alerts (grouped into cases, triage runs queued and dispatched) "
+            "instead of printing them.",
+        ),
+    ] = False,
 ) -> None:
     """Run Sigma rules over the loaded events and emit alerts in the generic alert format (NDJSON)."""
     rule_dirs = rules or [DEFAULT_RULES_DIR]
     for directory in rule_dirs:
         if not directory.is_dir():
             raise _fail(f"--rules {directory}: not a directory")
+    make_door = (ctx.obj or {}).get(INGEST_DOOR) if ingest and isinstance(ctx.obj, dict) else None
+    if ingest and make_door is None:
+        raise _fail("--ingest needs the socflow CLI (it provides the ingest door)")
     report = DetectReport()
     compiled = compile_rules(rule_dirs, report)
     handle = out.open("w", encoding="utf-8") if out else sys.stdout
+    lines: list[str] = []
     try:
         with _store(siem_path) as siem:
             for alert in detect(siem, compiled, report):
-                handle.write(alert.model_dump_json(exclude_none=True) + "\n")
+                line = alert.model_dump_json(exclude_none=True)
+                if ingest:
+                    lines.append(line)
+                else:
+                    handle.write(line + "\n")
     except SiemError as exc:
         raise _fail(str(exc)) from exc
     finally:
         if out:
             handle.close()
+    if make_door is not None:
+        _ingest(make_door, lines)
     unsupported = sum("log source" in item.reason for item in report.failed)
     err.print(
         f"emitted {report.alerts} alerts from {report.rules_fired} rules "

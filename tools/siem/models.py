@@ -31,6 +31,7 @@ ECS_FIELDS: tuple[str, ...] = (
 
 class BackendKind(StrEnum):
     EMBEDDED = "embedded"
+    OPENSEARCH = "opensearch"
     ELASTIC = "elastic"
     SPLUNK = "splunk"
 

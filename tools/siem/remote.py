@@ -1,5 +1,7 @@
 """Remote backends: Elasticsearch/OpenSearch (``_search`` with Lucene ``query_string``) and Splunk
-(``search/jobs/export``, SPL), over httpx.
+(``search/jobs/export``, SPL), over socflow's one HTTP client layer (``socflow.http``: basic, API-key or
+bearer auth, TLS verify and CA bundle, timeouts, retries with backoff on connection errors/429/5xx,
+secrets redacted from errors).
 
 Sigma rules are translated with pySigma's backends (Lucene + the ``ecs_windows`` pipeline; SPL + the Splunk
 Windows pipeline); entity queries become an Elastic ``bool`` filter or an SPL search. Both parse their
@@ -8,7 +10,6 @@ responses into :class:`SiemEvent`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from sigma.pipelines.splunk import splunk_windows_pipeline
 from sigma.rule import SigmaRule
 
 from socflow.errors import SiemError, SigmaConversionError
+from socflow.http import HttpAuth, HttpClient, RemoteError, RetryPolicy, export_rows, search_hits, spl_quote
 from tools.siem.models import BackendKind, EntityQuery, SiemEvent, content_event_id
 from tools.siem.normalize import iso_utc, parse_timestamp
 
@@ -89,17 +91,31 @@ class _HttpBackend:
         index: str = "logs-*",
         username: str = "",
         password: str = "",
+        api_key: str = "",
+        token: str = "",
+        verify: bool = True,
+        ca_bundle: str = "",
         timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not url:
             raise SiemError(f"{self.kind.value} backend needs a URL (SOCFLOW_SIEM__URL)")
-        auth = httpx.BasicAuth(username, password) if username else None
+        auth = HttpAuth(
+            username=username,
+            password=password,
+            api_key=api_key,
+            bearer_token=token,
+            verify=verify,
+            ca_bundle=ca_bundle,
+        )
         self.index = index
-        self._client = httpx.Client(base_url=url.rstrip("/"), auth=auth, timeout=timeout, transport=transport)
+        self.http = HttpClient(
+            url, name=self.kind.value, auth=auth, timeout=timeout, retry=retry, transport=transport
+        )
 
     def close(self) -> None:
-        self._client.close()
+        self.http.close()
 
     def __enter__(self) -> _HttpBackend:
         return self
@@ -109,18 +125,19 @@ class _HttpBackend:
 
     def _post(self, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._client.post(path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise SiemError(f"{self.kind.value}: request to {path} failed: {exc}") from exc
-        if response.status_code >= 400:
-            raise SiemError(f"{self.kind.value}: {path} answered HTTP {response.status_code}")
-        return response
+            return self.http.post(path, **kwargs)
+        except RemoteError as exc:
+            raise SiemError(str(exc)) from None
 
 
 class ElasticSiem(_HttpBackend):
     """Elasticsearch / OpenSearch over ``POST /<index>/_search``."""
 
     kind = BackendKind.ELASTIC
+
+    def __init__(self, url: str, *, kind: BackendKind = BackendKind.ELASTIC, **options: Any) -> None:
+        self.kind = kind
+        super().__init__(url, **options)
 
     @staticmethod
     def entity_body(query: EntityQuery) -> dict[str, Any]:
@@ -174,9 +191,9 @@ class ElasticSiem(_HttpBackend):
     def _search(self, body: dict[str, Any]) -> list[SiemEvent]:
         response = self._post(f"/{self.index}/_search", json=body)
         try:
-            hits = response.json()["hits"]["hits"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SiemError("elastic: _search response has no hits.hits") from exc
+            hits = search_hits(response.json(), name=self.kind.value)
+        except (ValueError, RemoteError) as exc:
+            raise SiemError(f"{self.kind.value}: _search response has no hits.hits") from exc
         return [self.parse_hit(hit) for hit in hits]
 
     def parse_hit(self, hit: dict[str, Any]) -> SiemEvent:
@@ -203,10 +220,6 @@ class ElasticSiem(_HttpBackend):
         return self._search(self.hunt_body(sigma_to_lucene(rule), limit))
 
 
-def _spl_quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class SplunkSiem(_HttpBackend):
     """Splunk over ``POST /services/search/jobs/export`` (streamed JSON results)."""
 
@@ -214,22 +227,22 @@ class SplunkSiem(_HttpBackend):
     EXPORT_PATH = "/services/search/jobs/export"
 
     def entity_spl(self, query: EntityQuery) -> str:
-        terms = [f"index={_spl_quote(self.index)}"]
+        terms = [f"index={spl_quote(self.index)}"]
         for field_name, value in (
             ("host", query.host),
             ("user", query.user),
             ("process_name", query.process),
         ):
             if value:
-                terms.append(f"{field_name}={_spl_quote(value)}")
+                terms.append(f"{field_name}={spl_quote(value)}")
         if query.ip:
-            terms.append(f"(src={_spl_quote(query.ip)} OR dest={_spl_quote(query.ip)})")
+            terms.append(f"(src={spl_quote(query.ip)} OR dest={spl_quote(query.ip)})")
         if query.hash:
-            terms.append(_spl_quote(query.hash))
+            terms.append(spl_quote(query.hash))
         return f"search {' '.join(terms)} | sort 0 _time | head {query.limit}"
 
     def hunt_spl(self, spl: str, limit: int) -> str:
-        return f"search index={_spl_quote(self.index)} {spl} | head {limit}"
+        return f"search index={spl_quote(self.index)} {spl} | head {limit}"
 
     def _export(
         self, search: str, since: datetime | None = None, until: datetime | None = None
@@ -240,18 +253,11 @@ class SplunkSiem(_HttpBackend):
         if until:
             form["latest_time"] = iso_utc(until)
         response = self._post(self.EXPORT_PATH, data=form)
-        events: list[SiemEvent] = []
-        for number, line in enumerate(response.text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                message = json.loads(line)
-            except ValueError as exc:
-                raise SiemError(f"splunk: export line {number} is not JSON") from exc
-            result = message.get("result") if isinstance(message, dict) else None
-            if isinstance(result, dict) and not message.get("preview", False):
-                events.append(self.parse_result(result))
-        return events
+        try:
+            rows = export_rows(response.text, name="splunk")
+        except RemoteError as exc:
+            raise SiemError(str(exc)) from exc
+        return [self.parse_result(row) for row in rows]
 
     def parse_result(self, result: dict[str, Any]) -> SiemEvent:
         def first(*names: str) -> str | None:

@@ -17,6 +17,7 @@ from socflow.enums import AuthorKind, CaseStatus, Verdict
 from socflow.errors import ModelError, StructuredOutputError
 from socflow.evidence import case_context, collect_evidence
 from socflow.hitl import Outcome, apply_note_decision, request_approval
+from socflow.outbox import enqueue_writeback
 from socflow.policy import case_facts, decide
 from socflow.schemas import TechniqueRecord
 from socflow.sdk import RunContext, TechniqueState, technique_state
@@ -226,6 +227,8 @@ def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageSta
             tx.store.record_run_event(
                 tx.ctx.run_id, f"run.{tx.node}", case_id=case_id, actor=ACTOR, data={"outcome": outcome}
             )
+            writeback = {"action": "auto_close", "user": ACTOR, "run_id": tx.ctx.run_id, "step": tx.visit.key}
+            enqueue_writeback(tx.store.session, tx.store.get_case(case_id), writeback)
             closed: TriageState = {"outcome": outcome}
             return tx.done(closed)
         closing = tx.store.get_case(case_id).verdict in CLOSING_VERDICTS
@@ -237,6 +240,9 @@ def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageSta
             approved_case_status=CaseStatus.closed if closing else CaseStatus.escalated,
             case_follows_note=True,
         )
+        if decided.get("outcome") != Outcome.rejected.value:  # write-back rows in the deciding transaction
+            decision = {**state["decision"], "run_id": tx.ctx.run_id, "step": tx.visit.key}
+            enqueue_writeback(tx.store.session, tx.store.get_case(case_id), decision)
         return tx.done(decided)
 
 
