@@ -122,6 +122,19 @@ class ConnectorSettings(_Group):
     settle: float = Field(default=2.0, ge=0)
 
 
+# -- console --
+class LogSettings(_Group):
+    """``SOCFLOW_LOG__LEVEL`` and ``SOCFLOW_LOG__FORMAT`` (``text`` or ``json``: one object per line)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOCFLOW_",
@@ -144,6 +157,8 @@ class Settings(BaseSettings):
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
+    # -- console --
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -19,6 +19,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from socflow.logs import log_context
 from socflow.settings import Settings
 from workers.config import DEFAULT_SWEEP_INTERVAL, celery_for
 from workers.routing import ADVANCE_TASK, SWEEP_TASK
@@ -58,8 +59,9 @@ def make_app(
         max_retries=8,
     )
     def advance_run(run_id: str) -> None:
-        result = runtime.runner().advance(run_id)
-        log.info("run %s: %s (advanced=%s)", run_id, result.status.value, result.advanced)
+        with log_context(run_id=run_id):
+            result = runtime.runner().advance(run_id)
+            log.info("run %s: %s (advanced=%s)", run_id, result.status.value, result.advanced)
 
     @app.task(name=SWEEP_TASK, autoretry_for=TRANSIENT, max_retries=2)
     def sweep() -> None:

@@ -23,10 +23,12 @@ from typing import Annotated
 
 import typer
 from celery import Celery
+from celery.signals import setup_logging
 from rich.table import Table
 
 from socflow.cli_output import console, emit_json, err, json_option
 from socflow.errors import SocflowError
+from socflow.logs import configure_logging
 from socflow.settings import Settings, get_settings
 from workers.celery_app import make_app
 from workers.config import DEFAULT_SWEEP_INTERVAL, celery_for
@@ -136,6 +138,11 @@ def worker(
     if beat:
         path = schedule or Path(tempfile.mkdtemp(prefix="socflow-beat-")) / "schedule"
         argv += ["--beat", f"--schedule={path}"]
+
+    def _logging(**_: object) -> None:  # Celery then leaves the root logger to socflow's handler
+        configure_logging(settings)
+
+    setup_logging.connect(_logging, weak=False)
     celery_app.worker_main(argv)
 
 
@@ -207,6 +214,7 @@ def sweep(
     (or ``socflow worker --beat``).
     """
     settings = _settings()
+    configure_logging(settings)
     sweeper = Sweeper.from_settings(settings, grace_seconds=grace)
     if once:
         console.print(f"sweep: {sweeper.sweep_once()}", highlight=False)

@@ -20,6 +20,7 @@ from socflow.decisions import DecisionNotAllowed
 from socflow.dispatch import Dispatcher
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
 from socflow.ingest import IngestService
+from socflow.logs import install_request_logging
 from socflow.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         app.include_router(router, prefix=API_PREFIX)
         app.state.route_roles.update(route_roles(router, API_PREFIX))
     web_ui.mount_web(app)
+    install_request_logging(app, settings)  # outermost: request ids and one log line per request
     return app
 
 
