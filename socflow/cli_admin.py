@@ -15,6 +15,7 @@ from socflow.auth import Role, hash_token, new_token
 from socflow.cli_output import console, emit_json, err, json_option, row_json
 from socflow.db import make_engine, session_factory
 from socflow.errors import NotFoundError
+from socflow.logs import configure_logging
 from socflow.normalize import FORMATS
 from socflow.runner import RunStatus
 from socflow.schemas import now_utc
@@ -43,6 +44,7 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    configure_logging(settings)
     uvicorn.run(
         app_ref,
         factory=True,
@@ -50,6 +52,8 @@ def serve(
         port=port or settings.api.port,
         workers=workers,
         proxy_headers=True,
+        log_config=None,  # socflow's handler (SOCFLOW_LOG__FORMAT, redaction) formats uvicorn's records
+        access_log=False,  # one "request" line per request comes from RequestLogMiddleware, with its id
     )
 
 

@@ -39,6 +39,7 @@ from socflow.db import make_engine, session_factory
 from socflow.doors import door_ingest
 from socflow.errors import SocflowError
 from socflow.ingest import IngestService
+from socflow.logs import configure_logging
 from socflow.normalize import FORMATS
 from socflow.schemas import IngestReport
 from socflow.settings import get_settings
@@ -154,6 +155,7 @@ def run(
     except SocflowError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
+    configure_logging(settings, extra_secrets=(password, api_key, token))
     factory = session_factory(make_engine(settings.database.url, echo=settings.database.echo))
     connector: Connector
     try:

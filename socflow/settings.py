@@ -189,6 +189,19 @@ class WritebackSettings(_Group):
     backoff_max_seconds: float = Field(default=3600.0, ge=0)
 
 
+# -- console --
+class LogSettings(_Group):
+    """``SOCFLOW_LOG__LEVEL`` and ``SOCFLOW_LOG__FORMAT`` (``text`` or ``json``: one object per line)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOCFLOW_",
@@ -213,6 +226,8 @@ class Settings(BaseSettings):
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     # -- prod-a --
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
+    # -- console --
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

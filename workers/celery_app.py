@@ -29,6 +29,7 @@ from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from socflow.jobs import JobRegistry
+from socflow.logs import log_context
 from socflow.outbox import deliver_outbox
 from socflow.settings import Settings
 from workers.config import celery_for
@@ -64,8 +65,9 @@ def make_app(settings: Settings, *, build: ServicesFactory, jobs: JobRegistry | 
         max_retries=8,
     )
     def advance_run(run_id: str) -> None:
-        result = runtime.runner().advance(run_id)
-        log.info("run %s: %s (advanced=%s)", run_id, result.status.value, result.advanced)
+        with log_context(run_id=run_id):
+            result = runtime.runner().advance(run_id)
+            log.info("run %s: %s (advanced=%s)", run_id, result.status.value, result.advanced)
 
     @app.task(name=JOB_TASK, autoretry_for=TRANSIENT, max_retries=2)  # type: ignore[untyped-decorator]
     def run_job(name: str) -> None:

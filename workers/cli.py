@@ -23,11 +23,13 @@ from typing import Annotated, Any, Protocol
 
 import typer
 from celery import Celery
+from celery.signals import setup_logging
 from rich.table import Table
 
 from socflow.cli_output import console, emit_json, err, json_option
 from socflow.errors import SocflowError
 from socflow.jobs import JobRegistry
+from socflow.logs import configure_logging
 from socflow.services import Services
 from socflow.settings import Settings, get_settings
 from workers.celery_app import make_app
@@ -183,6 +185,11 @@ def make_worker_cli(
         if beat:
             path = schedule or Path(tempfile.mkdtemp(prefix="socflow-beat-")) / "schedule"
             argv += ["--beat", f"--schedule={path}"]
+
+        def _logging(**_: object) -> None:  # Celery then leaves the root logger to socflow's handler
+            configure_logging(settings)
+
+        setup_logging.connect(_logging, weak=False)
         celery_app.worker_main(argv)
 
     @app.command("status")

@@ -27,6 +27,7 @@ from socflow.decisions import DecisionNotAllowed
 from socflow.dispatch import Dispatcher
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
 from socflow.jobs import Scheduler
+from socflow.logs import install_request_logging
 from socflow.services import Services
 from socflow.settings import Settings, get_settings
 
@@ -103,6 +104,7 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
         app.state.route_roles.update(route_roles(router, API_PREFIX))
     web_ui.mount_web(app)
+    install_request_logging(app, svc.settings)  # outermost: request ids and one log line per request
     return app
 
 

@@ -27,7 +27,8 @@ INERT_CHECK = """() => {
       }
     }
   }
-  const foreign = 'iframe, object, embed, svg, img, style, base, meta[http-equiv]';
+  // the server's own drawings are svg.graph / svg.chart (scriptless, no style); any other svg is foreign
+  const foreign = 'iframe, object, embed, svg:not(.graph):not(.chart), img, style, base, meta[http-equiv]';
   for (const el of document.querySelectorAll(foreign)) {
     bad.push('element: ' + el.outerHTML.slice(0, 200));
   }
