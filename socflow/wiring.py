@@ -121,7 +121,7 @@ def build_deps(
 
 
 def ingest_options(settings: Settings, registry: WorkflowRegistry | None = None) -> dict[str, Any]:
-    """How every door ingests: storm grouping from settings, one queued alert_triage run per new case."""
+    """How every door ingests: storm grouping from settings, runs queued by the workflow specs' triggers."""
     registry = registry or build_registry(settings)
     return {
         "grouper": KeyGrouper(settings.grouping.key_fields, settings.grouping.window_seconds),
