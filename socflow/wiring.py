@@ -169,7 +169,7 @@ def build_deps(
 
 
 def ingest_options(settings: Settings, registry: WorkflowRegistry | None = None) -> dict[str, Any]:
-    """How every door ingests: storm grouping from settings, a queued run per workflow a new case triggers."""
+    """How every door ingests: storm grouping from settings, runs queued by the workflow specs' triggers."""
     registry = registry or build_registry(settings)
     return {
         "grouper": KeyGrouper(settings.grouping.key_fields, settings.grouping.window_seconds),
