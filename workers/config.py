@@ -13,6 +13,9 @@ VISIBILITY_TIMEOUT = 3600  # Redis's redelivery of unacknowledged messages; reco
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0}
 
 
+OUTBOX_INTERVAL = 10.0  # seconds between write-back delivery passes under ``socflow worker --beat``
+
+
 def celery_for(settings: Settings, *, sweep_interval: float = DEFAULT_SWEEP_INTERVAL) -> Celery:
     """A Celery app on ``settings.broker.url``: late acks, prefetch 1, no results, JSON ids only."""
     app = Celery("socflow", broker=settings.broker.url or None, set_as_current=False)
@@ -47,7 +50,12 @@ def celery_for(settings: Settings, *, sweep_interval: float = DEFAULT_SWEEP_INTE
                 "task": SWEEP_TASK,
                 "schedule": sweep_interval,
                 "options": {"queue": INGEST, "expires": max(sweep_interval, 1.0)},
-            }
+            },
+            "socflow-deliver-outbox": {  # prod-a: write-back deliveries (socflow.outbox)
+                "task": DELIVER_OUTBOX_TASK,
+                "schedule": OUTBOX_INTERVAL,
+                "options": {"queue": INGEST, "expires": OUTBOX_INTERVAL},
+            },
         },
     )
     return app
