@@ -30,7 +30,8 @@ class SiemBackend(Protocol):
 def build_siem(settings: SiemSettings, *, transport: httpx.BaseTransport | None = None) -> SiemBackend:
     """The one SIEM factory: the backend ``SOCFLOW_SIEM__BACKEND`` names (``embedded`` by default, on
     ``settings.path``; ``opensearch`` and ``elastic`` over ``_search``; ``splunk`` over the export API)."""
-    if settings.backend == BackendKind.EMBEDDED:
+    kind = BackendKind(settings.backend)
+    if kind is BackendKind.EMBEDDED:
         return EmbeddedSiem(settings.path)
     common: dict[str, Any] = {
         "index": settings.index,
@@ -43,8 +44,8 @@ def build_siem(settings: SiemSettings, *, transport: httpx.BaseTransport | None 
         "timeout": settings.timeout,
         "transport": transport,
     }
-    if settings.backend in (BackendKind.ELASTIC, BackendKind.OPENSEARCH):
-        return ElasticSiem(settings.url, kind=BackendKind(settings.backend), **common)
-    if settings.backend == BackendKind.SPLUNK:
+    if kind in (BackendKind.ELASTIC, BackendKind.OPENSEARCH):
+        return ElasticSiem(settings.url, kind=kind, **common)
+    if kind is BackendKind.SPLUNK:
         return SplunkSiem(settings.url, **common)
     raise ConfigError(f"unknown SIEM backend {settings.backend!r}")

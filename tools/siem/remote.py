@@ -53,7 +53,7 @@ def sigma_to_lucene(rule: SigmaRule | str) -> str:
 
 def sigma_to_spl(rule: SigmaRule | str) -> str:
     """SPL search text for a Sigma rule, from pySigma's Splunk backend."""
-    return _convert(rule, lambda c: SplunkBackend(splunk_windows_pipeline()).convert(c))
+    return _convert(rule, lambda c: SplunkBackend(splunk_windows_pipeline()).convert(c))  # type: ignore[no-untyped-call]
 
 
 def _dig(source: dict[str, Any], dotted: str) -> Any:
