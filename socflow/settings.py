@@ -1,6 +1,8 @@
 """Settings: one pydantic-settings class, nested groups, ``SOCFLOW_<GROUP>__<FIELD>`` environment names.
 
 Read once through ``get_settings()`` (cached) and passed explicitly into factories; nodes never read settings.
+``.env`` may hold other programs' variables (docker compose's ``POSTGRES_PASSWORD``, image names): only its
+``SOCFLOW_*`` names are read, and an unknown ``SOCFLOW_*`` name is still refused.
 """
 
 from __future__ import annotations
@@ -9,10 +11,16 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from socflow.errors import ConfigError
 
@@ -77,6 +85,9 @@ class WorkerSettings(_Group):
     max_attempts: int = Field(default=5, ge=1, le=100)
     model_queue: str = "gpu"
     concurrency: int = Field(default=1, ge=1)
+    # -- prod-b: a node failing with a transient error is retried this often, backoff doubling --
+    node_retries: int = Field(default=3, ge=0, le=20)
+    retry_backoff_seconds: float = Field(default=2.0, ge=0, le=600)
 
 
 class WorkflowSettings(_Group):
@@ -122,6 +133,22 @@ class ConnectorSettings(_Group):
     settle: float = Field(default=2.0, ge=0)
 
 
+class _SocflowDotEnv(PydanticBaseSettingsSource):
+    """``.env`` restricted to ``SOCFLOW_*`` names (the file is shared with docker compose): other names
+    are dropped, unknown ``SOCFLOW_*`` names stay and are refused as extra inputs."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.dotenv = dotenv
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        return {k: v for k, v in self.dotenv().items() if k in fields or k.lower().startswith("socflow_")}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOCFLOW_",
@@ -144,6 +171,18 @@ class Settings(BaseSettings):
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        dotenv = _SocflowDotEnv(settings_cls, dotenv_settings)
+        return init_settings, env_settings, dotenv, file_secret_settings
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

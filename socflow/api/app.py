@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 
 from socflow import __version__, wiring
 from socflow import web as web_ui
-from socflow.api import routes_alerts, routes_cases, routes_meta, routes_metrics
+from socflow.api import routes_alerts, routes_cases, routes_meta, routes_metrics, routes_runs
 from socflow.api.deps import Services
 from socflow.auth import Role
 from socflow.db import make_engine, session_factory
@@ -85,10 +85,11 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app.include_router(routes_meta.health)
     app.include_router(routes_metrics.router)
     app.state.route_roles = {}
-    for router in (routes_alerts.router, routes_cases.router, routes_meta.router):
+    for router in (routes_alerts.router, routes_cases.router, routes_meta.router, routes_runs.router):
         app.include_router(router, prefix=API_PREFIX)
         app.state.route_roles.update(route_roles(router, API_PREFIX))
     web_ui.mount_web(app)
+    app.include_router(routes_runs.web)
     return app
 
 

@@ -16,7 +16,7 @@ from langgraph.types import interrupt
 from socflow.casework import alert_evidence, load_case
 from socflow.enums import CaseStatus, NoteStatus, Severity
 from socflow.enums import Verdict as VerdictEnum
-from socflow.errors import ModelError, SiemError, StructuredOutputError
+from socflow.errors import ModelError, SiemError, StructuredOutputError, TransientError
 from socflow.policy import CaseFacts, decide
 from socflow.schemas import EvidenceRecord, TechniqueRecord
 from socflow.sdk import RunContext
@@ -57,7 +57,9 @@ def _siem_evidence(ctx: RunContext, case_id: int, alerts: list[Alert]) -> list[E
     for query in dict.fromkeys(queries):
         try:
             events = siem.search(query)
-        except SiemError:
+        except SiemError as exc:
+            if isinstance(exc, TransientError):
+                raise  # the SIEM is down or busy: the runner retries the node
             continue  # a failing lookup leaves less evidence, never a failed triage
         for event in events:
             payload = event.to_evidence(str(case_id))
@@ -147,7 +149,9 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> dict[str, A
                 assess_messages(block, techs), Assessment, ctx=ctx.call("assess_case")
             )
             scores = model.score_labels(score_prompt(block), VERDICT_LABELS, ctx=ctx.call("assess_case"))
-        except (StructuredOutputError, ModelError):
+        except (StructuredOutputError, ModelError) as exc:
+            if isinstance(exc, TransientError):
+                raise  # the endpoint is down or busy: the runner retries the node, then fails the run
             assessment = {
                 "verdict": "needs_review",
                 "priority": "medium",
