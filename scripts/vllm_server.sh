@@ -7,7 +7,9 @@
 # DIR is a model directory saved as safetensors (what `socflow model prepare` writes, for instance
 # ~/.cache/socflow/models/smollm2-135m-instruct-bf16). torchvision, torchaudio and torchcodec are
 # removed after the install: their wheels do not load against this torch and vLLM imports them lazily.
-# Environment: VLLM_VENV (default ./.vllm-venv), PYTHON (default python3), VLLM_CPU_KVCACHE_SPACE (GiB, 1).
+# Environment: VLLM_VENV (default ./.vllm-venv), PYTHON (default python3), VLLM_CPU_KVCACHE_SPACE (GiB, 1),
+# VLLM_STRUCTURED_BACKEND (default guidance: xgrammar 0.2.8, which vllm-cpu 0.32.0 pins, fails to compile the
+# triage schema's bounded patterns such as ^[ -~]{1,300}$ and vLLM answers HTTP 500).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,7 +45,8 @@ serve() {
     exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
         --model "$model" --served-model-name "${VLLM_SERVED_NAME:-$(basename "$model")}" \
         --host 127.0.0.1 --port "$port" \
-        --dtype bfloat16 --max-model-len 2048 --enforce-eager
+        --dtype bfloat16 --max-model-len 2048 --enforce-eager \
+        --structured-outputs-config "{\"backend\": \"${VLLM_STRUCTURED_BACKEND:-guidance}\", \"disable_any_whitespace\": true}"
 }
 
 case "${1:-}" in
