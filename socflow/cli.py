@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy import select
 
 from socflow import __version__, migrate, wiring
 from socflow.cli_admin import runs_app, serve, token_app
@@ -36,6 +37,7 @@ from socflow.model.cli import app as model_app
 from socflow.runner import RunStatus
 from socflow.settings import Settings, get_settings
 from socflow.store import CaseStore
+from socflow.tables import WorkflowRun
 
 app = typer.Typer(
     name="socflow",
@@ -285,6 +287,15 @@ def cases_show(case_id: int, as_json: json_option = False) -> None:
             rev = store.get_current_revision(note)
             console.print(f"[bold]note[/bold] ({note.status}, revision {rev.revision} by {rev.author})")
             console.print(rev.body, markup=False, highlight=False)
+        failed = select(WorkflowRun).where(
+            WorkflowRun.case_id == case.id, WorkflowRun.status == RunStatus.failed.value
+        )
+        for run in session.scalars(failed.order_by(WorkflowRun.created_at)):
+            console.print(
+                f"run {run.id} failed ({run.error_kind}): {run.error}  -> socflow runs retry {run.id}",
+                markup=False,
+                highlight=False,
+            )
         audit = Table("at", "actor", "action", "entity", title="audit trail")
         for ev in store.list_audit(case_id=case.id):
             audit.add_row(

@@ -14,7 +14,7 @@ from socflow import wiring
 from socflow.auth import Role, hash_token, new_token
 from socflow.cli_output import console, emit_json, err, json_option, row_json
 from socflow.db import make_engine, session_factory
-from socflow.errors import NotFoundError
+from socflow.errors import ConflictError, NotFoundError
 from socflow.logs import configure_logging
 from socflow.normalize import FORMATS
 from socflow.runner import RunStatus
@@ -182,3 +182,36 @@ def runs_process(
     console.print(
         f"{len(ids)} runs advanced: " + (", ".join(f"{v} {k}" for k, v in counts.items()) or "none")
     )
+
+
+@runs_app.command("retry")
+def runs_retry(
+    run_id: str,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Advance it here and now (default without a broker); --no-wait leaves it to the workers.",
+        ),
+    ] = True,
+) -> None:
+    """Resume a failed run from its last checkpoint (its case leaves needs_attention)."""
+    settings = get_settings()
+    queue_it = bool(settings.broker.url) and not wait
+    services = wiring.build_services(settings, dispatcher=None if queue_it else "inline")
+    runner = services.runner
+    try:
+        runner.retry(run_id, actor="cli")
+    except (NotFoundError, ConflictError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from exc
+    if queue_it:
+        services.dispatcher.submit(run_id)
+        console.print(f"run {run_id} queued again", markup=False)
+        return
+    result = runner.advance(run_id) if wait else None
+    status = result.status.value if result else "queued"
+    console.print(f"run {run_id} {status}", markup=False, highlight=False)
+    if result is not None and result.status is RunStatus.failed:
+        err.print(f"error: {runner.get(run_id).error}", markup=False)
+        raise typer.Exit(1)

@@ -33,6 +33,7 @@ class CaseStatus(StrEnum):
     awaiting_approval = "awaiting_approval"
     escalated = "escalated"
     closed = "closed"
+    needs_attention = "needs_attention"  # its run failed (reason on the run); `socflow runs retry` resumes it
 
 
 class Verdict(StrEnum):
@@ -82,10 +83,25 @@ class AuthorKind(StrEnum):
 
 
 # Allowed case status moves (design section 3). Every move is an audit event.
+# needs_attention: a run of the case failed for good; a retry moves the case back where the run left it.
+_ATTENTION = CaseStatus.needs_attention
 CASE_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
-    CaseStatus.new: frozenset({CaseStatus.triaging, CaseStatus.closed, CaseStatus.escalated}),
-    CaseStatus.triaging: frozenset({CaseStatus.awaiting_approval, CaseStatus.closed, CaseStatus.escalated}),
-    CaseStatus.awaiting_approval: frozenset({CaseStatus.triaging, CaseStatus.closed, CaseStatus.escalated}),
+    CaseStatus.new: frozenset({CaseStatus.triaging, CaseStatus.closed, CaseStatus.escalated, _ATTENTION}),
+    CaseStatus.triaging: frozenset(
+        {CaseStatus.awaiting_approval, CaseStatus.closed, CaseStatus.escalated, _ATTENTION}
+    ),
+    CaseStatus.awaiting_approval: frozenset(
+        {CaseStatus.triaging, CaseStatus.closed, CaseStatus.escalated, _ATTENTION}
+    ),
+    _ATTENTION: frozenset(
+        {
+            CaseStatus.new,
+            CaseStatus.triaging,
+            CaseStatus.awaiting_approval,
+            CaseStatus.closed,
+            CaseStatus.escalated,
+        }
+    ),
     CaseStatus.escalated: frozenset({CaseStatus.closed, CaseStatus.triaging}),
     CaseStatus.closed: frozenset({CaseStatus.triaging}),
 }

@@ -8,21 +8,37 @@ Branch on types (and ``code``), never on message text; never copy exception text
     │   └── AlertValidationError     one alert failed validation
     ├── NotFoundError               a row that should exist does not
     ├── ConflictError               a state change that is not allowed now
-    │   └── InvalidTransition        a case status move outside the allowed graph
+    │   ├── InvalidTransition        a case status move outside the allowed graph
+    │   └── NotRetryable             ``runs retry`` on a run that has not failed
+    ├── TransientError              a failure that may pass by itself: the runner retries the node
+    │                                (connection error, timeout, HTTP 429 or 5xx); also mixed into the
+    │                                classes marked (transient) below
     ├── ModelError                  the model runtime failed
     │   ├── ModelUnavailable          backend missing (extra not installed, file absent)
+    │   │   └── EndpointUnavailableError (transient; socflow.model.endpoint) the server is down or busy
     │   ├── UnboundedSchemaError      a structured-output schema that constrained decoding cannot bound
     │   ├── StructuredOutputError     output still invalid after the repair attempt
     │   └── UnscriptedCallError       the scripted double got a call nobody scripted
     ├── AttackError                 ATT&CK catalog problems
     │   └── UnknownTechniqueError     an id the catalog does not know
     ├── SiemError                   SIEM backend problems
-    │   └── SigmaConversionError      a Sigma rule that cannot be converted
+    │   ├── SigmaConversionError      a Sigma rule that cannot be converted
+    │   └── SiemUnavailableError      (transient) the SIEM is down, timed out, or answered 429/5xx
     └── ConnectorError              a pull connector failed (socflow.connectors.base)
         └── ConnectorHTTPError        the remote answered an HTTP error (carries status_code)
+
+``is_transient(exc)`` is the runner's retry predicate: the first socflow error met along the ``__cause__``
+chain decides (transient or not); foreign exceptions count when they are httpx timeouts, network or
+remote-protocol errors, ``httpx.HTTPStatusError`` with 429 or 5xx, or the built-in ``ConnectionError`` or
+``TimeoutError``.
+Everything else (other 4xx, validation failures, a prompt over the context) fails the run at once.
 """
 
 from __future__ import annotations
+
+import httpx
+
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class SocflowError(Exception):
@@ -60,6 +76,16 @@ class InvalidTransition(ConflictError):
     code = "invalid_transition"
 
 
+class NotRetryable(ConflictError):
+    code = "not_retryable"
+
+
+class TransientError(SocflowError):
+    """A failure worth retrying with backoff: the same call may succeed in a moment."""
+
+    code = "transient"
+
+
 class ModelError(SocflowError):
     code = "model_error"
 
@@ -94,3 +120,32 @@ class SiemError(SocflowError):
 
 class SigmaConversionError(SiemError):
     code = "sigma_conversion_failed"
+
+
+class SiemUnavailableError(SiemError, TransientError):
+    code = "siem_unavailable"
+
+
+_TRANSIENT_FOREIGN = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed graph node is worth running again (see the module docstring)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, SocflowError):
+            return isinstance(current, TransientError)
+        if isinstance(current, httpx.HTTPStatusError):
+            return current.response.status_code in RETRY_STATUS
+        if isinstance(current, _TRANSIENT_FOREIGN):
+            return True
+        current = current.__cause__
+    return False

@@ -7,6 +7,13 @@ run the same graph step twice: the loser's claim updates no row and its call is 
 stored in ``approvals`` (unique per interrupt) in the same transaction as the claim. A worker that dies
 leaves a ``running`` row whose lease expires; the next ``advance`` continues from the last checkpoint
 (``durability="sync"``). A heartbeat extends the lease while a graph runs.
+
+Runs never get stuck: a node that fails with a transient error (``socflow.errors.is_transient``: connection
+errors, timeouts, HTTP 429/5xx from the model endpoint or the SIEM) is run again from the last checkpoint,
+``node_retries`` times with exponential backoff; any other error fails the run at once. A failed run keeps
+its checkpoint and its reason (``error_kind``, ``error``), and moves its case to ``needs_attention``;
+``retry`` puts it back in the queue (case back where the run left it) and the next ``advance`` continues
+from the checkpoint: the nodes that already finished are not run again.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,15 +36,15 @@ from sqlalchemy.orm import Session
 
 from socflow.checkpoints import open_checkpointer
 from socflow.db import database_url, is_sqlite
-from socflow.enums import FINAL_RUN_STATUSES
+from socflow.enums import CASE_TRANSITIONS, FINAL_RUN_STATUSES, CaseStatus
 from socflow.enums import RunStatus as RunStatus
-from socflow.errors import ConflictError, NotFoundError
+from socflow.errors import ConflictError, NotFoundError, NotRetryable, is_transient
 from socflow.registry import WorkflowRegistry
 from socflow.runqueue import RunQueue as RunQueue
 from socflow.schemas import now_utc
 from socflow.sdk import Deps, RunContext, WorkflowSpec
 from socflow.store import CaseStore
-from socflow.tables import Approval, WorkflowRun
+from socflow.tables import Approval, AuditEvent, Case, WorkflowRun
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +85,14 @@ class Runner:
         lease_seconds: int = 600,
         max_attempts: int = 5,
         clock: Callable[[], datetime] = now_utc,
+        node_retries: int = 3,
+        retry_backoff_seconds: float = 2.0,
+        max_backoff_seconds: float = 60.0,
     ) -> None:
         self.max_attempts = max_attempts
+        self.node_retries = node_retries
+        self.retry_backoff_seconds = retry_backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
         self.factory = deps.factory
         self.db_url = database_url(deps.factory)
         self.registry = registry
@@ -270,20 +284,29 @@ class Runner:
         try:
             with open_checkpointer(self.db_url) as saver:
                 graph = spec.build().compile(checkpointer=saver)
-                snapshot = graph.get_state(config)
-                if resume is not None:
-                    payload: Any = Command(resume=resume)
-                elif snapshot.created_at is None:
-                    payload = run.input  # first start
-                else:
-                    payload = None  # recover from the last checkpoint
-                    pending = [i for t in snapshot.tasks for i in t.interrupts]
-                    if pending:
-                        decided = self._recorded_decision(run, pending[0].id)
-                        if decided is None:  # still waiting for a human: re-publish the interrupt
-                            return self._await(run_id, pending[0].id, pending[0].value)
-                        payload = Command(resume=decided)
-                graph.invoke(payload, config, context=ctx, durability="sync")
+                for retry in range(self.node_retries + 1):
+                    snapshot = graph.get_state(config)
+                    if resume is not None and retry == 0:
+                        payload: Any = Command(resume=resume)
+                    elif snapshot.created_at is None:
+                        payload = run.input  # first start
+                    else:
+                        payload = None  # recover from the last checkpoint
+                        pending = [i for t in snapshot.tasks for i in t.interrupts]
+                        if pending:
+                            decided = self._recorded_decision(run, pending[0].id)
+                            if decided is None:  # still waiting for a human: re-publish the interrupt
+                                return self._await(run_id, pending[0].id, pending[0].value)
+                            payload = Command(resume=decided)
+                    try:
+                        graph.invoke(payload, config, context=ctx, durability="sync")
+                        break
+                    except Exception as exc:
+                        if retry >= self.node_retries or not is_transient(exc):
+                            raise
+                        delay = min(self.retry_backoff_seconds * 2**retry, self.max_backoff_seconds)
+                        log.warning("run %s: transient %s, node retried in %.1f s", run_id, _kind(exc), delay)
+                        time.sleep(delay)
                 snapshot = graph.get_state(config)
                 pending = [i for t in snapshot.tasks for i in t.interrupts]
         except Exception as exc:
@@ -351,7 +374,9 @@ class Runner:
             run.finished_at = now
             if error is not None:
                 run.error = str(error)[:4000]
-                run.error_kind = getattr(error, "code", type(error).__name__)
+                run.error_kind = _kind(error)
+            if status is RunStatus.failed and run.case_id is not None:
+                self._case_needs_attention(s, run)
             CaseStore(s).record_run_event(
                 run_id,
                 f"run.{status.value}",
@@ -360,6 +385,65 @@ class Runner:
                 data={"error_kind": run.error_kind} if error is not None else {},
             )
         return AdvanceResult(run_id, status, True)
+
+    def _case_needs_attention(self, s: Session, run: WorkflowRun) -> None:
+        case = s.get(Case, run.case_id)
+        if case is not None and CaseStatus.needs_attention in CASE_TRANSITIONS[CaseStatus(case.status)]:
+            CaseStore(s, clock=self.clock).move_case(
+                case.id, CaseStatus.needs_attention, actor="socflow", reason=f"run {run.id}: {run.error_kind}"
+            )
+
+    # -- retry ---------------------------------------------------------------------------------------
+    def retry(self, run_id: str, *, actor: str) -> str:
+        """Queue a failed run again (compare-and-set: one caller wins); its next ``advance`` resumes from
+        its last checkpoint. The case goes back to the status it had before ``needs_attention``."""
+        now = self.clock()
+        with self.factory() as s, s.begin():
+            self._advisory_lock(s, run_id)
+            run = s.get(WorkflowRun, run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id} does not exist")
+            self._check_version(run)
+            result = s.execute(
+                update(WorkflowRun)
+                .where(WorkflowRun.id == run_id, WorkflowRun.status == RunStatus.failed.value)
+                .values(
+                    status=RunStatus.queued.value,
+                    attempts=0,
+                    error=None,
+                    error_kind=None,
+                    finished_at=None,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise NotRetryable(f"run {run_id} is {run.status}: only a failed run can be retried")
+            store = CaseStore(s, clock=self.clock)
+            if run.case_id is not None:
+                case = s.get(Case, run.case_id)
+                if case is not None and case.status == CaseStatus.needs_attention.value:
+                    before = self._status_before_attention(s, case.id)
+                    store.move_case(case.id, before, actor=actor, reason="retry")
+            store.record_run_event(run_id, "run.retried", case_id=run.case_id, actor=actor)
+        return run_id
+
+    def _status_before_attention(self, s: Session, case_id: int) -> CaseStatus:
+        event = s.scalar(
+            select(AuditEvent)
+            .where(AuditEvent.case_id == case_id, AuditEvent.action == "case.status_changed")
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
+        )
+        data = event.data if event is not None and isinstance(event.data, dict) else {}
+        before = data.get("from") if data.get("to") == CaseStatus.needs_attention.value else None
+        return (
+            CaseStatus(before)
+            if isinstance(before, str) and before in CaseStatus.__members__
+            else CaseStatus.triaging
+        )
 
     # -- queries -------------------------------------------------------------------------------------
     def pending_runs(self, case_id: int) -> list[WorkflowRun]:
@@ -394,3 +478,7 @@ class Runner:
                     .limit(limit)
                 )
             )
+
+
+def _kind(error: BaseException) -> str:
+    return str(getattr(error, "code", type(error).__name__))

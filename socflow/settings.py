@@ -5,6 +5,9 @@ Read once through ``get_settings()`` (cached) and passed explicitly into factori
 Secrets never print: keys, passwords and tokens are ``SecretStr`` (``**********`` in any repr); the database
 and broker URLs stay plain strings (every engine needs them) but their password is masked in reprs; and a
 settings error (``ConfigError``) names the fields and reasons only, never the values that came in.
+
+``.env`` may hold other programs' variables (docker compose's ``POSTGRES_PASSWORD``, image names): only its
+``SOCFLOW_*`` names are read, and an unknown ``SOCFLOW_*`` name is still refused.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,7 +27,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from socflow.errors import ConfigError
 
@@ -117,6 +126,9 @@ class WorkerSettings(_Group):
     sweep_interval_seconds: float = Field(default=30.0, ge=0.5)  # periodic sweeper (beat or in-process)
     sweep_grace_seconds: float = Field(default=60.0, ge=0.0)  # a queued run older than this is taken again
     outbox_interval_seconds: float = Field(default=10.0, ge=0.5)  # write-back deliveries (beat or in-process)
+    # -- prod-b: a node failing with a transient error is retried this often, backoff doubling --
+    node_retries: int = Field(default=3, ge=0, le=20)
+    retry_backoff_seconds: float = Field(default=2.0, ge=0, le=600)
 
 
 class WorkflowSettings(_Group):
@@ -202,6 +214,22 @@ class LogSettings(_Group):
         return value.upper() if isinstance(value, str) else value
 
 
+class _SocflowDotEnv(PydanticBaseSettingsSource):
+    """``.env`` restricted to ``SOCFLOW_*`` names (the file is shared with docker compose): other names
+    are dropped, unknown ``SOCFLOW_*`` names stay and are refused as extra inputs."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.dotenv = dotenv
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        return {k: v for k, v in self.dotenv().items() if k in fields or k.lower().startswith("socflow_")}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOCFLOW_",
@@ -228,6 +256,18 @@ class Settings(BaseSettings):
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     # -- console --
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        dotenv = _SocflowDotEnv(settings_cls, dotenv_settings)
+        return init_settings, env_settings, dotenv, file_secret_settings
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -187,6 +187,8 @@ def build_runner(settings: Settings, deps: Deps, registry: WorkflowRegistry) -> 
         deps=deps,
         lease_seconds=settings.worker.run_lease_seconds,
         max_attempts=settings.worker.max_attempts,
+        node_retries=settings.worker.node_retries,
+        retry_backoff_seconds=settings.worker.retry_backoff_seconds,
     )
 
 

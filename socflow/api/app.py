@@ -19,6 +19,7 @@ from socflow.api import (
     routes_meta,
     routes_metrics,
     routes_outbox,
+    routes_runs,
     routes_soc,
 )
 from socflow.api.contract import ERROR_RESPONSES
@@ -99,11 +100,20 @@ def create_app(
     app.include_router(routes_meta.health)
     app.include_router(routes_metrics.router)
     app.state.route_roles = {}
-    routers = (routes_alerts, routes_cases, routes_meta, routes_deadletters, routes_soc, routes_outbox)
+    routers = (
+        routes_alerts,
+        routes_cases,
+        routes_meta,
+        routes_deadletters,
+        routes_soc,
+        routes_outbox,
+        routes_runs,
+    )
     for router in (r.router for r in routers):
         app.include_router(router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
         app.state.route_roles.update(route_roles(router, API_PREFIX))
     web_ui.mount_web(app)
+    app.include_router(routes_runs.web)
     install_request_logging(app, svc.settings)  # outermost: request ids and one log line per request
     return app
 

@@ -132,6 +132,7 @@ class RunOut(_Rows):
     pending_interrupt: dict[str, Any] | None
     attempts: int
     error_kind: str | None
+    error: str | None = Field(default=None, description="why the run failed (its case needs attention)")
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None

@@ -26,7 +26,8 @@ Errors (all ``ModelError``)::
     ├── EndpointRejectedError      a 4xx answer (bad request, unknown model): not retried
     ├── EndpointProtocolError      a 2xx answer that is not the OpenAI shape
     └── ModelUnavailable
-        └── EndpointUnavailableError   5xx / 429 / connection failure after the retries
+        └── EndpointUnavailableError   5xx / 429 / connection failure after the retries (also a
+            │                          ``TransientError``: the runner retries the node, then the run)
             └── EndpointTimeoutError   the server did not answer within ``timeout_seconds``, after the retries
 
 Timeouts, connection failures, 429 and 5xx are retried ``max_retries`` times with exponential backoff
@@ -43,7 +44,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from socflow.errors import ModelError, ModelUnavailable
+from socflow.errors import ModelError, ModelUnavailable, TransientError
 from socflow.model.base import Message
 from socflow.model.driver import DrivenModel, softmax
 from socflow.model.recorder import CallRecord, ModelCallRecorder
@@ -67,7 +68,7 @@ class EndpointProtocolError(ModelError):
     code = "endpoint_protocol"
 
 
-class EndpointUnavailableError(ModelUnavailable):
+class EndpointUnavailableError(ModelUnavailable, TransientError):
     code = "endpoint_unavailable"
 
 

@@ -49,6 +49,15 @@ class World:
         assert runner.advance(run_id).status.value == "awaiting_input"
         return case_id, run_id
 
+    def failed_run(self) -> str:
+        """A run that failed (its model double has no script), for ``runs/{id}/retry``."""
+        from socflow.model.scripted import ScriptedModel
+
+        runner = make_runner(self.settings, ScriptedModel([]))
+        run_id = runner.start("alert_triage", case_id=self.case(), actor="test")
+        assert runner.advance(run_id).status.value == "failed"
+        return run_id
+
     def alert_id(self, client: TestClient, case_id: int) -> int:
         items = client.get(f"/api/v1/alerts?case_id={case_id}", headers=bearer(self.admin)).json()["items"]
         return int(items[0]["id"])
@@ -87,6 +96,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
         {"action": "approve"},
     ),
     ("GET", "/api/v1/runs/{run_id}"): lambda w, c: (f"/api/v1/runs/{w.waiting_case()[1]}", None),
+    ("POST", "/api/v1/runs/{run_id}/retry"): lambda w, c: (f"/api/v1/runs/{w.failed_run()}/retry", None),
     ("GET", "/api/v1/workflows"): lambda w, c: ("/api/v1/workflows", None),
     ("POST", "/api/v1/tokens"): lambda w, c: ("/api/v1/tokens", {"name": "soar", "role": "ingest"}),
     ("GET", "/api/v1/tokens"): lambda w, c: ("/api/v1/tokens", None),

@@ -1,4 +1,4 @@
-"""docker-compose.yml cannot run here (no Docker engine), so it is checked against the code: every
+"""docker-compose.yml checked against the code (scripts/compose_check.sh runs it for real): every
 ``socflow`` command resolves in the Typer app (its options parse, its ``--help`` exits 0), every
 ``SOCFLOW_*`` variable is a setting whose value the Settings model accepts, and the ports agree with the
 settings' defaults and the URLs. A broken copy (a misspelled command, option or variable) fails."""
@@ -26,11 +26,23 @@ COMPOSE = REPO_ROOT / "docker-compose.yml"
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?+]([^}]*))?\}")
 
 
-def interpolate(value: str) -> str:
-    """Compose's ``${VAR:-default}`` with the default (``${VAR:?message}`` becomes a placeholder)."""
+class MissingVariable(ValueError):
+    pass
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ``${VAR:-default}``: the value from ``env``, else the default. Without ``env``, a required
+    ``${VAR:?message}`` becomes a placeholder; with ``env``, a missing one raises like compose does."""
 
     def sub(m: re.Match[str]) -> str:
-        return "placeholder-" + m.group(1).lower() if "?" in m.group(0) else (m.group(2) or "")
+        name, default = m.group(1), m.group(2) or ""
+        if env is not None and env.get(name):
+            return env[name]
+        if "?" in m.group(0):
+            if env is not None:
+                raise MissingVariable(f"{name}: {default}")
+            return "placeholder-" + name.lower()
+        return default
 
     return _INTERPOLATION.sub(sub, value).replace("$$", "$")
 
@@ -82,7 +94,7 @@ def setting_problems(name: str, env: dict[str, str]) -> list[str]:
 
 
 def container_ports(service: dict[str, Any]) -> set[int]:
-    return {int(str(p).rsplit(":", 1)[-1].split("/")[0]) for p in service.get("ports", [])}
+    return {int(interpolate(str(p)).rsplit(":", 1)[-1].split("/")[0]) for p in service.get("ports", [])}
 
 
 def option(argv: list[str], flag: str) -> str | None:

@@ -3,7 +3,7 @@ users inside its time window, each an ``EvidenceRecord`` whose id is a hash of c
 
 from __future__ import annotations
 
-from socflow.errors import SiemError
+from socflow.errors import SiemError, TransientError
 from socflow.evidence import CaseContext
 from socflow.schemas import EvidenceRecord
 from tools.siem.backend import SiemBackend
@@ -32,7 +32,9 @@ class SiemEvidenceProvider:
         for query in self.queries(context):
             try:
                 events = self.siem.search(query)
-            except SiemError:
+            except SiemError as exc:
+                if isinstance(exc, TransientError):
+                    raise  # the SIEM is down or busy: the runner retries the node
                 continue  # a failing lookup leaves less evidence, never a failed triage
             for event in events:
                 payload = event.to_evidence(str(context.case_id))

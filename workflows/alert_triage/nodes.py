@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 
 from socflow.casework import alert_evidence, load_case
 from socflow.enums import AuthorKind, CaseStatus, Verdict
-from socflow.errors import ModelError, StructuredOutputError
+from socflow.errors import ModelError, StructuredOutputError, TransientError
 from socflow.evidence import case_context, collect_evidence
 from socflow.hitl import Outcome, apply_note_decision, request_approval
 from socflow.outbox import enqueue_writeback
@@ -121,7 +121,9 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
                 assess_messages(block, techs), Assessment, ctx=ctx.call("assess_case")
             )
             scores = model.score_labels(score_prompt(block), VERDICT_LABELS, ctx=ctx.call("assess_case"))
-        except (StructuredOutputError, ModelError):
+        except (StructuredOutputError, ModelError) as exc:
+            if isinstance(exc, TransientError):
+                raise  # the endpoint is down or busy: the runner retries the node, then fails the run
             assessment = {
                 "verdict": "needs_review",
                 "priority": "medium",
