@@ -122,6 +122,30 @@ class ConnectorSettings(_Group):
     settle: float = Field(default=2.0, ge=0)
 
 
+# -- detect --
+class DetectionSettings(_Group):
+    """The Sigma rule pack and streaming detection (``socflow siem rules``, ``siem load --detect``)."""
+
+    pack_dir: Path = Path("./.socflow/sigma-pack")
+    rule_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    statuses: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["stable", "test"])
+    min_level: Literal["informational", "low", "medium", "high", "critical"] = "medium"
+    hunting: bool = False
+    suppressions: Path | None = None
+    cache_path: Path = Path("./.socflow/sigma-cache.json.gz")
+    batch_size: int = Field(default=50_000, ge=100, le=1_000_000)
+    interval_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("rule_dirs", "statuses", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        """A JSON list, or items separated by commas."""
+        if isinstance(value, str):
+            value = value.strip()
+            return json.loads(value) if value.startswith("[") else [p for p in value.split(",") if p]
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOCFLOW_",
@@ -144,6 +168,8 @@ class Settings(BaseSettings):
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
+    # -- detect --
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
