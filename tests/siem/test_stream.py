@@ -4,6 +4,7 @@ evidence; a case closed as false positive offers a suppression proposal that tak
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -281,3 +282,24 @@ def test_false_positive_case_offers_a_proposal_that_takes_effect_when_accepted(
     assert reasons == {suppression.id}
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) == count_before
+
+
+def test_siem_load_detect_writes_each_alert_once(
+    samples: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tools.siem.cli import app
+
+    monkeypatch.setenv("SOCFLOW_DETECTION__PACK_DIR", str(tmp_path / "no-update"))
+    monkeypatch.setenv("SOCFLOW_DETECTION__CACHE_PATH", str(tmp_path / "cache.json.gz"))
+    store, out = tmp_path / "siem.db", tmp_path / "alerts.ndjson"
+    runner = CliRunner()
+    for paths in ([samples[0]], [samples[0]], [samples[1]]):
+        args = ["load", *map(str, paths), "--detect", "--out", str(out), "--siem-path", str(store)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    refs = [a["source_ref"] for a in lines]
+    assert len(refs) == len(set(refs)) >= 2
+    assert {samples[0].stem, samples[1].stem} <= {a["rule"]["id"] for a in lines}
