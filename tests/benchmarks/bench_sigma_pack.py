@@ -224,7 +224,9 @@ def latency(args: argparse.Namespace, rules: list[CompiledRule]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--logs", type=Path, default=REPO.parent / "shared" / "data" / "logs")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--one-rule-sample", type=int, default=0, help="0: all enabled rules")
