@@ -230,6 +230,31 @@ class _SocflowDotEnv(PydanticBaseSettingsSource):
         return {k: v for k, v in self.dotenv().items() if k in fields or k.lower().startswith("socflow_")}
 
 
+# -- detect --
+class DetectionSettings(_Group):
+    """The Sigma rule pack and streaming detection (``socflow siem rules``, ``siem load --detect``)."""
+
+    pack_dir: Path = Path("./.socflow/sigma-pack")
+    rule_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    statuses: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["stable", "test"])
+    min_level: Literal["informational", "low", "medium", "high", "critical"] = "medium"
+    hunting: bool = False
+    suppressions: Path | None = None
+    cache_path: Path = Path("./.socflow/sigma-cache.json.gz")
+    batch_size: int = Field(default=50_000, ge=100, le=1_000_000)
+    interval_seconds: float = Field(default=10.0, gt=0)
+    schedule: bool = False  # run streaming detection as a periodic job (beat or in-process scheduler)
+
+    @field_validator("rule_dirs", "statuses", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        """A JSON list, or items separated by commas."""
+        if isinstance(value, str):
+            value = value.strip()
+            return json.loads(value) if value.startswith("[") else [p for p in value.split(",") if p]
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOCFLOW_",
@@ -256,6 +281,9 @@ class Settings(BaseSettings):
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     # -- console --
     log: LogSettings = Field(default_factory=LogSettings)
+
+    # -- detect --
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -383,3 +383,23 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# -- detect --
+class SuppressionProposal(Base):
+    """A suppression offered from a case closed as false positive: the rule and the field values that made it
+    fire; an engineer accepts (it then applies on the next detection pass) or declines it (revision 0012)."""
+
+    __tablename__ = "suppression_proposals"
+    __table_args__ = (UniqueConstraint("case_id", "rule_id", name="uq_suppression_proposals_case_rule"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(200), index=True)
+    rule_name: Mapped[str | None] = mapped_column(String(500))
+    match: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -87,11 +88,31 @@ def build_siem(settings: SiemSettings) -> SiemBackend:
     return PerThreadSiem(build, BackendKind(settings.backend))
 
 
-def build_evidence_providers(siem: SiemBackend | None) -> tuple[EvidenceProvider, ...]:
-    """The evidence providers of ``gather_evidence`` steps, in order: the SIEM lookup first."""
+def build_evidence_providers(
+    siem: SiemBackend | None, settings: SiemSettings | None = None
+) -> tuple[EvidenceProvider, ...]:
+    """The evidence providers of ``gather_evidence`` steps, in order: the SIEM lookup first, then (with the
+    embedded store) the detections the rule pack raised on the case's hosts and users."""
     from tools.siem.evidence import SiemEvidenceProvider
+    from tools.siem.related import RelatedDetections
 
-    return (SiemEvidenceProvider(siem),) if siem is not None else ()
+    providers: list[EvidenceProvider] = [SiemEvidenceProvider(siem)] if siem is not None else []
+    if settings is not None and settings.backend == "embedded":
+        providers.append(RelatedDetections(Path(settings.path), rule_titles()))
+    return tuple(providers)
+
+
+@lru_cache(maxsize=1)
+def rule_titles() -> dict[str, Any]:
+    """Titles and levels of the shipped rule pack, by rule id (read once per process)."""
+    from tools.siem.pack import SHIPPED_PACK, read_pack_rules
+    from tools.siem.related import RuleInfo
+
+    try:
+        rules = read_pack_rules(SHIPPED_PACK)
+    except (OSError, ValueError):
+        return {}
+    return {r.rule_id: RuleInfo(title=r.title, level=r.level, tags=tuple(r.tags)) for r in rules}
 
 
 def detect_demo_alerts(settings: SiemSettings, events_dir: Path) -> tuple[list[dict[str, Any]], str]:
@@ -164,7 +185,7 @@ def build_deps(
         attack=build_attack_catalog(),
         policy=Policy.load(settings.policy.file),
         clock=now_utc,
-        evidence=build_evidence_providers(the_siem),
+        evidence=build_evidence_providers(the_siem, settings.siem),
     )
 
 
@@ -194,22 +215,44 @@ def build_runner(settings: Settings, deps: Deps, registry: WorkflowRegistry) -> 
 
 def build_jobs(settings: Settings) -> JobRegistry:
     """The periodic jobs of this deployment (Celery beat with a broker, ``jobs.Scheduler`` without)."""
-    return JobRegistry(
-        [
+    jobs = [
+        Job(
+            "sweep",
+            settings.worker.sweep_interval_seconds,
+            lambda svc: svc.sweeper.sweep_once(),
+            "hand on again the runs left queued or running past their lease",
+        ),
+        Job(
+            "deliver_outbox",
+            settings.worker.outbox_interval_seconds,
+            lambda svc: deliver_outbox(svc.settings, factory=svc.factory),
+            "deliver pending write-back rows (retries with backoff; nothing lost while a target is down)",
+        ),
+    ]
+    if settings.detection.schedule:
+        jobs.append(
             Job(
-                "sweep",
-                settings.worker.sweep_interval_seconds,
-                lambda svc: svc.sweeper.sweep_once(),
-                "hand on again the runs left queued or running past their lease",
-            ),
-            Job(
-                "deliver_outbox",
-                settings.worker.outbox_interval_seconds,
-                lambda svc: deliver_outbox(svc.settings, factory=svc.factory),
-                "deliver pending write-back rows (retries with backoff; nothing lost while a target is down)",
-            ),
-        ]
-    )
+                "detect",
+                settings.detection.interval_seconds,
+                detect_job,
+                "run the enabled Sigma rules over events loaded since the cursor; ingest their alerts",
+            )
+        )
+    return JobRegistry(jobs)
+
+
+def detect_job(svc: Services) -> int:
+    """One streaming-detection pass (``SOCFLOW_DETECTION__SCHEDULE=true``): alerts through the process's
+    ingest service, their runs handed to its dispatcher after the commit."""
+    from tools.siem.detection import run_detection_pass
+
+    def sink(alerts: list[Any]) -> None:
+        text = "\n".join(a.model_dump_json(exclude_none=True) for a in alerts)
+        report = svc.ingest.ingest_text(text, actor="siem:detect")
+        for run_id in report.runs_queued:
+            svc.dispatcher.submit(run_id)
+
+    return run_detection_pass(svc.settings, sink, factory=svc.factory)
 
 
 def build_dispatcher(

@@ -5,9 +5,13 @@ through ``socflow.wiring.eval_tasks()``.
 """
 
 from socflow.evaluation.tasks import EvalTask
-from tools.evaluation.attack import run_logs, run_text
+from tools.evaluation.attack import run_logs, run_logs_pack, run_text
 from tools.evaluation.siem_bench import siem_throughput
 
-TASKS: dict[str, EvalTask] = {"attack-text": run_text, "attack-logs": run_logs}
+TASKS: dict[str, EvalTask] = {
+    "attack-text": run_text,
+    "attack-logs": run_logs,
+    "attack-logs-pack": run_logs_pack,
+}
 
-__all__ = ["TASKS", "run_logs", "run_text", "siem_throughput"]
+__all__ = ["TASKS", "run_logs", "run_logs_pack", "run_text", "siem_throughput"]

@@ -25,8 +25,11 @@ from socflow.model.base import CallContext, ModelClient
 from tools.attack import AttackCatalog, MappingInput, MappingResult, get_index, load_catalog, map_techniques
 from tools.attack.catalog import V19_TACTICS
 from tools.attack.query import event_query_text
-from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules, detect
+from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules
 from tools.siem.embedded import EmbeddedSiem
+from tools.siem.engine import detect_batched
+from tools.siem.pack import load_rule_set
+from tools.siem.sigma_rules import CompiledRule
 
 #: Events whose field values make up the "event content" query of one file.
 MAX_QUERY_EVENTS = 200
@@ -223,7 +226,7 @@ def map_file(path: Path, rules: list[Any], mapper: Mapper) -> dict[str, Any]:
     """Predictions for one log file from its content: both variants, and what the SIEM made of it."""
     with EmbeddedSiem(":memory:") as siem:
         loaded = siem.load([path])
-        alerts = list(detect(siem, rules, DetectReport()))
+        alerts = list(detect_batched(siem, rules, DetectReport()))
         by_rule: list[MappingResult] = []
         seen: set[str] = set()
         for alert in alerts:
@@ -249,7 +252,15 @@ def map_file(path: Path, rules: list[Any], mapper: Mapper) -> dict[str, Any]:
     }
 
 
-def run_logs(opts: EvalOptions) -> EvalReport:
+def run_logs_pack(opts: EvalOptions) -> EvalReport:
+    """``attack-logs`` with the SigmaHQ pack's enabled rules (documented default filters)."""
+    rules = load_rule_set().enabled()
+    return run_logs(opts, rules=rules, rules_label=f"sigma-pack={len(rules)}")
+
+
+def run_logs(
+    opts: EvalOptions, *, rules: list[CompiledRule] | None = None, rules_label: str | None = None
+) -> EvalReport:
     if not opts.dataset.is_dir():
         raise DatasetError(f"{opts.dataset}: not a folder")
     catalog = load_catalog()
@@ -258,8 +269,10 @@ def run_logs(opts: EvalOptions) -> EvalReport:
     labels = [lb for lb in labels if (opts.dataset / lb.file).is_file()]
     labels = labels[: opts.limit] if opts.limit is not None else labels
     opts.on_total(len(labels))
-    compile_report = DetectReport()
-    rules = compile_rules([DEFAULT_RULES_DIR], compile_report)
+    if rules is None:
+        compile_report = DetectReport()
+        rules = compile_rules([DEFAULT_RULES_DIR], compile_report)
+        rules_label = f"sigma-rules={compile_report.rules_converted}"
     items: list[ItemResult] = []
     rows: dict[str, list[Row]] = {VARIANT_ALL: [], VARIANT_CONTENT: []}
     mapper = Mapper(opts.model, catalog)
@@ -289,7 +302,7 @@ def run_logs(opts: EvalOptions) -> EvalReport:
         task=opts.task,
         dataset=str(opts.dataset),
         model=opts.model_name,
-        workflow_version=f"attack-catalog@{catalog.version}; sigma-rules={compile_report.rules_converted}",
+        workflow_version=f"attack-catalog@{catalog.version}; {rules_label}",
         counts={
             "files": len(items),
             "files_missing": len(missing),

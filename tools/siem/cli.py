@@ -17,13 +17,19 @@ from rich.table import Table
 from socflow.cli_output import console, err
 from socflow.errors import InputError, SiemError
 from socflow.settings import get_settings
-from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules, detect
+from tools.siem.cli_rules import rules_app, tuning_app
+from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules
+from tools.siem.detection import detection_pass, rule_set
 from tools.siem.embedded import EmbeddedSiem
+from tools.siem.engine import detect_batched
 from tools.siem.models import EntityQuery, LoadReport
+from tools.siem.stream import DetectionState, collect
 
 app = typer.Typer(
     help="SIEM lookup: the embedded event store, Sigma detection, entity queries.", no_args_is_help=True
 )
+app.add_typer(rules_app, name="rules")
+app.add_typer(tuning_app, name="tuning")
 
 SiemPath = Annotated[
     Path | None,
@@ -64,6 +70,15 @@ def load(
     paths: Annotated[list[Path], typer.Argument(help="EVTX, JSON/NDJSON, zip/tar.gz files or directories")],
     siem_path: SiemPath = None,
     show_skipped: Annotated[int, typer.Option(help="List at most this many skipped items")] = 20,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            "--detect", help="Then run the enabled rule pack on the events new since the detection cursor"
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="With --detect: write NDJSON alerts here (default: stdout)")
+    ] = None,
 ) -> None:
     """Load logs into the embedded store (bad records are skipped with reasons; the rest goes on)."""
     missing = [str(p) for p in paths if not p.exists()]
@@ -97,16 +112,33 @@ def load(
     for item in report.skipped[:show_skipped]:
         if item.reason != "not a log file":
             err.print(f"  - {item.source}: {item.reason}", markup=False, soft_wrap=True)
-    typer.echo(
-        json.dumps(
-            {
-                "loaded": report.loaded,
-                "duplicates": report.duplicates,
-                "skipped": report.skipped_count,
-                "files": report.files,
-            }
+    summary = {
+        "loaded": report.loaded,
+        "duplicates": report.duplicates,
+        "skipped": report.skipped_count,
+        "files": report.files,
+    }
+    if detect:
+        settings = get_settings()
+        if siem_path is not None:
+            siem_settings = settings.siem.model_copy(update={"path": siem_path})
+            settings = settings.model_copy(update={"siem": siem_settings})
+        alerts, sink = collect()
+        passed = detection_pass(settings, sink)
+        handle = out.open("a", encoding="utf-8") if out else sys.stdout
+        try:
+            for alert in alerts:
+                handle.write(alert.model_dump_json(exclude_none=True) + "\n")
+        finally:
+            if out:
+                handle.close()
+        err.print(
+            f"detection: {passed.events} new events, {passed.detections} detections, {passed.alerts} alerts, "
+            f"{sum(passed.suppressed.by_id.values())} suppressed, {passed.below_threshold} below threshold "
+            f"({passed.seconds:.1f} s)"
         )
-    )
+        summary.update({"alerts": passed.alerts, "detections": passed.detections})
+    (err if detect and not out else console).print(json.dumps(summary), markup=False, highlight=False)
 
 
 @app.command(name="detect")
@@ -114,8 +146,11 @@ def detect_command(
     ctx: typer.Context,
     rules: Annotated[
         list[Path] | None,
-        typer.Option("--rules", help="Sigma rule directory (repeatable; default: curated set)"),
+        typer.Option("--rules", help="Sigma rule directory (repeatable; default: the enabled rule pack)"),
     ] = None,
+    curated: Annotated[
+        bool, typer.Option("--curated", help="The 202 curated rules with regression samples, not the pack")
+    ] = False,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write NDJSON alerts here (default: stdout)")
     ] = None,
@@ -130,21 +165,31 @@ def detect_command(
         ),
     ] = False,
 ) -> None:
-    """Run Sigma rules over the loaded events and emit alerts in the generic alert format (NDJSON)."""
-    rule_dirs = rules or [DEFAULT_RULES_DIR]
-    for directory in rule_dirs:
-        if not directory.is_dir():
-            raise _fail(f"--rules {directory}: not a directory")
+    """Run Sigma rules over all loaded events and emit alerts in the generic alert format (NDJSON).
+
+    Default: the enabled rules of the pack (``siem rules list``), evaluated in batches. This is a batch run
+    over the whole store; ``siem load --detect`` and the scheduled job detect from a cursor instead.
+    ``--ingest`` hands the alerts to the ingest door instead (grouped, triage runs queued and dispatched).
+    """
     make_door = (ctx.obj or {}).get(INGEST_DOOR) if ingest and isinstance(ctx.obj, dict) else None
     if ingest and make_door is None:
         raise _fail("--ingest needs the socflow CLI (it provides the ingest door)")
     report = DetectReport()
-    compiled = compile_rules(rule_dirs, report)
+    if rules or curated:
+        rule_dirs = rules or [DEFAULT_RULES_DIR]
+        for directory in rule_dirs:
+            if not directory.is_dir():
+                raise _fail(f"--rules {directory}: not a directory")
+        compiled = compile_rules(rule_dirs, report)
+    else:
+        with _store(siem_path) as siem:
+            compiled = rule_set(get_settings().detection, DetectionState(siem)).enabled()
+        report.rules_total = report.rules_converted = len(compiled)
     handle = out.open("w", encoding="utf-8") if out else sys.stdout
     lines: list[str] = []
     try:
         with _store(siem_path) as siem:
-            for alert in detect(siem, compiled, report):
+            for alert in detect_batched(siem, compiled, report):
                 line = alert.model_dump_json(exclude_none=True)
                 if ingest:
                     lines.append(line)

@@ -80,7 +80,7 @@ class EmbeddedSiem:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(self.path)
+            self._conn = sqlite3.connect(self.path, cached_statements=4096)
             self._conn.create_function("regexp", 2, _regexp, deterministic=True)
             if self.path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -232,13 +232,36 @@ class EmbeddedSiem:
     def run_compiled(self, compiled: CompiledRule, *, limit: int | None = None) -> list[SiemEvent]:
         sql, params = compiled.sql()
         select = f"SELECT rowid, event_id, {_COLUMNS}, raw FROM events"
-        rowid_sql = f'{select} WHERE rowid IN ({sql}) ORDER BY "@timestamp"'
+        rowid_sql = f'{select} WHERE rowid IN ({sql}) ORDER BY "@timestamp", rowid'
         if limit is not None:
             rowid_sql += f" LIMIT {int(limit)}"
         try:
             return [self._event(row) for row in self._conn.execute(rowid_sql, params)]
         except sqlite3.Error as exc:
             raise SiemError(f"rule {compiled.rule_id}: query failed: {exc}") from exc
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The store's connection, for the batch detector and the detection state (same file)."""
+        return self._conn
+
+    def max_rowid(self) -> int:
+        return int(self._conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0])
+
+    def events_by_rowid(self, rowids: list[int]) -> list[SiemEvent]:
+        """Events by store rowid, ordered as :meth:`run_compiled` orders them (time, then rowid)."""
+        return [event for _, event in self.rowid_events(rowids)]
+
+    def rowid_events(self, rowids: list[int]) -> list[tuple[int, SiemEvent]]:
+        """(rowid, event) pairs, ordered as :meth:`run_compiled` orders events (time, then rowid)."""
+        pairs: list[tuple[int, SiemEvent]] = []
+        select = f"SELECT rowid, event_id, {_COLUMNS}, raw FROM events"
+        for start in range(0, len(rowids), 500):
+            chunk = rowids[start : start + 500]
+            sql = f"{select} WHERE rowid IN ({', '.join('?' * len(chunk))})"
+            pairs.extend((int(row[0]), self._event(row)) for row in self._conn.execute(sql, chunk))
+        pairs.sort(key=lambda pair: (pair[1].timestamp is not None, pair[1].timestamp or "", pair[0]))
+        return pairs
 
     def hunt(self, rule: SigmaRule | str, *, limit: int = 100) -> list[SiemEvent]:
         """Events matching a Sigma rule (a parsed rule or its YAML text)."""

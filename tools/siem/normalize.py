@@ -2,7 +2,8 @@
 
 EVTX-to-JSON converters (the ``evtx`` wheel, the SigmaHQ regression ``.json`` files) give
 ``{"Event": {"System": {...}, "EventData": {...}}}`` with ``#attributes``/``#text`` shapes; OTRF
-Security-Datasets give flat NXLog-style records (``Hostname``, ``SourceName``, ``@timestamp``). Both become::
+Security-Datasets give flat NXLog-style records (``Hostname``, ``SourceName``, ``@timestamp``). ECS
+documents (Winlogbeat, Elastic Agent; ``tools/siem/ecs.py``) are mapped back onto the same names. All become::
 
     {"EventID": 1, "Channel": "...", "Computer": "...", "Provider_Name": "...", "TimeCreated": "...Z",
      "EventRecordID": 42, ..., "Image": "C:\\...", "CommandLine": "..."}
@@ -16,6 +17,8 @@ from __future__ import annotations
 import ntpath
 from datetime import UTC, datetime
 from typing import Any
+
+from tools.siem.ecs import ecs_to_windows, is_ecs
 
 _ATTRS = "#attributes"
 _TEXT = "#text"
@@ -119,7 +122,9 @@ def normalize_event(record: dict[str, Any]) -> dict[str, Any]:
     """One flat dict with original Windows field names, from any supported JSON shape."""
     event = record.get("Event") if isinstance(record.get("Event"), dict) else None
     out: dict[str, Any] = {}
-    if event is not None:
+    if event is None and is_ecs(record):
+        out.update(ecs_to_windows(record))
+    elif event is not None:
         system = event.get("System")
         if isinstance(system, dict):
             _flatten_system(system, out)
