@@ -205,8 +205,8 @@ class IngestService:
                     grouping_reason=assignment.reason,
                 )
                 if assignment.created:
-                    queue = self.queue
-                    runs = queue.on_case_opened(session, row.case_id, alert, actor=actor) if queue else []
+                    queue, opened = self.queue, assignment.case.id
+                    runs = queue.on_case_opened(session, opened, alert, actor=actor) if queue else []
                 else:
                     runs = self._after_join(session, store, assignment.case, alert, row.id, actor)
         except IntegrityError:  # a concurrent writer stored the same alert first
