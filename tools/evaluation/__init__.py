@@ -5,9 +5,14 @@ through ``socflow.wiring.eval_tasks()``.
 """
 
 from socflow.evaluation.tasks import EvalTask
+from tools.evaluation import grounding
 from tools.evaluation.attack import run_logs, run_text
 from tools.evaluation.siem_bench import siem_throughput
 
-TASKS: dict[str, EvalTask] = {"attack-text": run_text, "attack-logs": run_logs}
+TASKS: dict[str, EvalTask] = {
+    "attack-text": run_text,
+    "attack-logs": run_logs,
+    "grounding": grounding.run,
+}
 
 __all__ = ["TASKS", "run_logs", "run_text", "siem_throughput"]
