@@ -17,7 +17,7 @@ from rich.table import Table
 
 from socflow import wiring
 from socflow.errors import SocflowError
-from socflow.evaluation import replay, triage
+from socflow.evaluation import injection, replay, triage
 from socflow.evaluation.bench import run_bench
 from socflow.evaluation.report import EvalReport, flatten, format_value
 from socflow.evaluation.tasks import CountingRecorder, EvalOptions, EvalTask, model_settings
@@ -27,7 +27,7 @@ from socflow.settings import get_settings
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-CORE_TASKS: dict[str, EvalTask] = {"triage": triage.run, "replay": replay.run}
+CORE_TASKS: dict[str, EvalTask] = {"triage": triage.run, "replay": replay.run, "injection": injection.run}
 
 
 def all_tasks() -> dict[str, EvalTask]:
@@ -51,7 +51,9 @@ def metrics_table(report: EvalReport) -> Table:
 
 
 def eval_command(
-    task: Annotated[str, typer.Argument(help="attack-text, attack-logs, triage or replay.")],
+    task: Annotated[
+        str, typer.Argument(help="attack-text, attack-logs, triage, replay, injection or grounding.")
+    ],
     dataset: Annotated[
         Path, typer.Argument(help="JSONL file, log folder, or (replay) a SQLite database file.")
     ],
