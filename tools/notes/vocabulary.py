@@ -66,6 +66,10 @@ took taken get got give gave set sets lives live living point points land landed
 review reviewed investigate confirm confirmed check checked verify verified escalate escalated
 recommend recommended consider determine collect collected preserve preserved monitor monitored
 hunt hunted look looked cut belong belongs belonged named called known begins began begin ended
+decode decoded decoding reimage rotate scan search notify interview isolate isolating isolation block
+blocking quarantine disable disabling reset remove contain containing restore patch update inspect
+analyse analyze retrieve pull identify validate document escalation triage
+isolated quarantined blocked disabled removed contained
 """
 
 COMMON: frozenset[str] = frozenset((_FUNCTION + _SOC + _VERBS).split())
