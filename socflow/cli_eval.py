@@ -17,14 +17,14 @@ from rich.table import Table
 from socflow import wiring
 from socflow.cli_output import console, err
 from socflow.errors import SocflowError
-from socflow.evaluation import replay, triage
+from socflow.evaluation import injection, replay, triage
 from socflow.evaluation.bench import run_bench
 from socflow.evaluation.report import EvalReport, flatten, format_value
 from socflow.evaluation.tasks import CountingRecorder, EvalOptions, EvalTask, model_settings
 from socflow.model.factory import build_model_client
 from socflow.settings import get_settings
 
-CORE_TASKS: dict[str, EvalTask] = {"triage": triage.run, "replay": replay.run}
+CORE_TASKS: dict[str, EvalTask] = {"triage": triage.run, "replay": replay.run, "injection": injection.run}
 
 
 def all_tasks() -> dict[str, EvalTask]:
@@ -48,7 +48,9 @@ def metrics_table(report: EvalReport) -> Table:
 
 
 def eval_command(
-    task: Annotated[str, typer.Argument(help="attack-text, attack-logs, triage or replay.")],
+    task: Annotated[
+        str, typer.Argument(help="attack-text, attack-logs, triage, replay, injection or grounding.")
+    ],
     dataset: Annotated[
         Path, typer.Argument(help="JSONL file, log folder, or (replay) a SQLite database file.")
     ],

@@ -21,6 +21,7 @@ from tools.notes.models import (
     RecordedAction,
     ValidatedTechnique,
     actions_from_audit,
+    evidence_item,
 )
 from tools.notes.render import FALLBACK_BANNER, render_note
 
@@ -39,6 +40,7 @@ __all__ = [
     "actions_from_audit",
     "check_sections",
     "draft_case_note",
+    "evidence_item",
     "note_prompt",
     "render_note",
 ]

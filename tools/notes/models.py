@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -78,6 +78,23 @@ class EvidenceItem(BaseModel):
     users: list[str] = Field(default_factory=list)
 
 
+def evidence_item(row: Any) -> EvidenceItem:
+    """An ``evidence`` row (``evidence_id``, ``summary``, ``observed_at``, ``data``) as a note evidence
+    item, with the hosts and users of its entities (``data.entities``, or ``data.host``/``data.user``).
+    """
+    data = getattr(row, "data", None) or {}
+    ents = data.get("entities") or {}
+    hosts = ents.get("hosts") or ([data["host"]] if data.get("host") else [])
+    users = ents.get("users") or ([data["user"]] if data.get("user") else [])
+    return EvidenceItem(
+        evidence_id=row.evidence_id,
+        summary=row.summary,
+        timestamp=getattr(row, "observed_at", None),
+        hosts=[str(h)[:200] for h in hosts][:20],
+        users=[str(u)[:200] for u in users][:20],
+    )
+
+
 class NoteInput(BaseModel):
     case_id: int | None = None
     title: str = Field(description="alert/case title (untrusted)")
@@ -93,6 +110,7 @@ class FindingCode(StrEnum):
     UNRECORDED_ACTION = "unrecorded_action"
     MISSING_CITATION = "missing_citation"
     MISSING_SECTION = "missing_section"
+    UNGROUNDED_CLAIM = "ungrounded_claim"
     MODEL_ERROR = "model_error"
 
 

@@ -26,7 +26,7 @@ from socflow.store import CaseStore
 from socflow.tables import Alert, Case, Evidence
 from tools.attack import MappingInput, map_techniques
 from tools.attack.mapper import EvidenceText
-from tools.notes import EvidenceItem, NoteInput, ValidatedTechnique, actions_from_audit, draft_case_note
+from tools.notes import NoteInput, ValidatedTechnique, actions_from_audit, draft_case_note, evidence_item
 from workflows.alert_triage.prompts import VERDICT_LABELS, assess_messages, case_block, score_prompt
 from workflows.alert_triage.state import Assessment, AssessmentState, TriageState
 
@@ -186,10 +186,7 @@ def draft_note(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     result = draft_case_note(
         ctx.deps.model,
         NoteInput(case_id=case_id, title=title[:600], severity=case.severity),
-        [
-            EvidenceItem(evidence_id=e.evidence_id, summary=e.summary, timestamp=e.observed_at)
-            for e in evidence
-        ],
+        [evidence_item(e) for e in evidence],  # hosts and users too (the fallback lists them)
         [ValidatedTechnique.model_validate(t) for t in state.get("techniques", [])],
         actions,
         ctx=ctx.call("draft_note"),
