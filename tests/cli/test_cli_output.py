@@ -83,6 +83,12 @@ def cli(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path) -> Cli
     return CliRunner()
 
 
+def _a_pack_rule() -> str:
+    from tools.siem.pack import SHIPPED_PACK, read_pack_rules
+
+    return next(r.rule_id for r in read_pack_rules(SHIPPED_PACK) if r.windows)
+
+
 def test_every_list_or_show_command_accepts_json_and_prints_valid_json(
     cli: CliRunner, sqlite_url: str
 ) -> None:
@@ -97,6 +103,7 @@ def test_every_list_or_show_command_accepts_json_and_prints_valid_json(
         "workflow graph": ["alert_triage"],
         "attack lookup": ["T1059.001"],
         "siem query": ["--host", "WS1"],
+        "siem rules show": [_a_pack_rule()],
     }
     needs_a_service = {"worker status"}  # a broker with workers: covered by tests/workers
     for name in sorted(set(found) - needs_a_service):

@@ -6,7 +6,7 @@ import json
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -76,7 +76,9 @@ def list_rules(
     status: Annotated[str | None, typer.Option(help="only this Sigma status")] = None,
     level: Annotated[str | None, typer.Option(help="only this level")] = None,
     limit: Annotated[int, typer.Option(min=0, help="rows shown (0: none, summary only)")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="NDJSON rows instead of a table")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document (pack, counts, rules) instead of a table")
+    ] = False,
     siem_path: SiemPath = None,
 ) -> None:
     """The pack's version, counts and rules with status, level, enabled flag, detections and noise."""
@@ -123,6 +125,7 @@ def list_rules(
         r for r in selected if (status is None or r.status == status) and (level is None or r.level == level)
     ]
     table = Table("rule id", "status", "level", "folder", "on", "detections", "bg", "title / reason")
+    rows: list[dict[str, Any]] = []
     for rule in selected[:limit]:
         detections = counts.get(rule.rule_id, {})
         row = {
@@ -139,7 +142,7 @@ def list_rules(
             "error": rule.error,
         }
         if as_json:
-            typer.echo(json.dumps(row))
+            rows.append(row)
             continue
         table.add_row(
             rule.rule_id[:36],
@@ -151,14 +154,28 @@ def list_rules(
             (str(row["background_alerts"]) + (" noisy" if row["noisy"] else "")) if noise else "",
             (rule.error or rule.title)[:120],
         )
-    if not as_json and limit:
+    if as_json:
+        pack = {
+            "version": version,
+            "source": info.source if info else None,
+            "commit": info.commit if info else None,
+            "rules": len(rs.rules),
+            "windows_available": len(windows),
+            "enabled": len(enabled_ids),
+            "unsupported": len(rs.unsupported()),
+            "failed": len(rs.failures()),
+        }
+        typer.echo(json.dumps({"pack": pack, "matching": len(selected), "rules": rows}))
+    elif limit:
         out.print(table)
     err.print(f"{len(selected)} rules match; shown {min(limit, len(selected))}")
 
 
 @rules_app.command("show")
 def show_rule(
-    key: Annotated[str, typer.Argument(help="rule id or path")], siem_path: SiemPath = None
+    key: Annotated[str, typer.Argument(help="rule id or path")],
+    siem_path: SiemPath = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead of text")] = False,
 ) -> None:
     """One rule: metadata, enabled or not (and why), its converted query or failure reason, and its YAML."""
     settings = get_settings().detection
@@ -171,6 +188,19 @@ def show_rule(
         raise _fail(f"no rule {key!r} in the pack or custom folders", 1)
     override = rs.rule_filter.overrides.get(rule.rule_id)
     why = "override" if override is not None else "filters"
+    text = rule_text(active_pack_dir(settings.pack_dir), rule.path) if rule.folder != "custom" else None
+    if text is None and rule.folder == "custom" and Path(rule.path).is_file():
+        text = Path(rule.path).read_text(encoding="utf-8", errors="replace")
+    if as_json:
+        data = rule.to_json() | {
+            "enabled": rs.rule_filter.enabled(rule),
+            "enabled_by": why,
+            "detections": counts.get(rule.rule_id, {}),
+            "query": rule.compiled.where_sql if rule.compiled is not None else None,
+            "yaml": text,
+        }
+        typer.echo(json.dumps(data, default=str))
+        return
     lines = [
         f"id: {rule.rule_id}",
         f"title: {rule.title}",
@@ -188,9 +218,6 @@ def show_rule(
     else:
         lines.append(f"not runnable ({rule.error_kind}): {rule.error}")
     typer.echo("\n".join(lines))
-    text = rule_text(active_pack_dir(settings.pack_dir), rule.path) if rule.folder != "custom" else None
-    if text is None and rule.folder == "custom" and Path(rule.path).is_file():
-        text = Path(rule.path).read_text(encoding="utf-8", errors="replace")
     if text:
         typer.echo("---\n" + text)
 
@@ -290,8 +317,9 @@ def _factory() -> sessionmaker[Session]:
 @tuning_app.command("list")
 def tuning_list(
     status: Annotated[str | None, typer.Option(help="pending | accepted | declined")] = "pending",
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list instead of NDJSON lines")] = False,
 ) -> None:
-    """Proposals (new ones are offered first, from cases closed as false positive)."""
+    """Proposals (new ones are offered first, from cases closed as false positive), one JSON line each."""
     from tools.siem.tuning import list_proposals, propose
 
     settings = get_settings()
@@ -303,20 +331,23 @@ def tuning_list(
     if created:
         err.print(f"{len(created)} new proposals from cases closed as false positive")
     rows = list_proposals(factory, status or None)
-    for p in rows:
-        typer.echo(
-            json.dumps(
-                {
-                    "id": p.id,
-                    "status": p.status,
-                    "case_id": p.case_id,
-                    "rule_id": p.rule_id,
-                    "rule_name": p.rule_name,
-                    "match": p.match,
-                    "decided_by": p.decided_by,
-                }
-            )
-        )
+    items = [
+        {
+            "id": p.id,
+            "status": p.status,
+            "case_id": p.case_id,
+            "rule_id": p.rule_id,
+            "rule_name": p.rule_name,
+            "match": p.match,
+            "decided_by": p.decided_by,
+        }
+        for p in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps(items))
+    else:
+        for item in items:
+            typer.echo(json.dumps(item))
     err.print(f"{len(rows)} proposals")
 
 
