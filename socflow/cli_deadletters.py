@@ -35,7 +35,7 @@ def list_command(
     door: Annotated[str | None, typer.Option(help="Only this door (api, cli, connector, ...).")] = None,
     source: Annotated[str | None, typer.Option(help="Only this claimed source.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document: total and rows.")] = False,
 ) -> None:
     """The newest refused items: when, door, source, position, reason and the payload's start."""
     try:
@@ -50,20 +50,25 @@ def list_command(
     finally:
         engine.dispose()
     if as_json:
+        items = []
         for r in rows:
-            line = {
-                "id": r.id,
-                "at": r.at.isoformat(),
-                "door": r.door,
-                "actor": r.actor,
-                "source": r.source,
-                "index": r.item_index,
-                "line": r.line,
-                "field": r.field,
-                "reason": r.reason,
-                "payload": r.payload,
-            }
-            console.print(json.dumps(line), markup=False, highlight=False)
+            items.append(
+                {
+                    "id": r.id,
+                    "at": r.at.isoformat(),
+                    "door": r.door,
+                    "actor": r.actor,
+                    "source": r.source,
+                    "index": r.item_index,
+                    "line": r.line,
+                    "field": r.field,
+                    "reason": r.reason,
+                    "payload": r.payload,
+                }
+            )
+        console.print(
+            json.dumps({"total": total, "rows": items}), markup=False, highlight=False, soft_wrap=True
+        )
         return
     table = Table(title=f"dead letters ({len(rows)} of {total})")
     for column in ("id", "at", "door", "source", "item", "reason", "payload"):

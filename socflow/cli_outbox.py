@@ -36,7 +36,7 @@ def list_command(
     ] = None,
     case: Annotated[int | None, typer.Option(help="Only this case's deliveries.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="NDJSON rows instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list instead of a table.")] = False,
 ) -> None:
     """Deliveries, newest first, with their last error."""
     settings = _settings()
@@ -44,9 +44,9 @@ def list_command(
     with factory() as session:
         rows = list_outbox(session, status=status, case_id=case, limit=limit)
         if as_json:
-            for r in rows:
-                typer.echo(
-                    json.dumps(
+            typer.echo(
+                json.dumps(
+                    [
                         {
                             "id": r.id,
                             "target": r.target,
@@ -56,8 +56,10 @@ def list_command(
                             "next_attempt_at": r.next_attempt_at.isoformat(),
                             "last_error": r.last_error,
                         }
-                    )
+                        for r in rows
+                    ]
                 )
+            )
             return
         table = Table("id", "target", "case", "status", "tries", "next try", "last error")
         for r in rows:

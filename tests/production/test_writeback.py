@@ -191,7 +191,7 @@ def test_refusal_fails_at_once_is_visible_and_retried(
     runner = CliRunner()
     listed = runner.invoke(cli, ["outbox", "list", "--status", "failed", "--json"])
     assert listed.exit_code == 0, listed.output
-    assert json.loads(listed.output.splitlines()[0])["status"] == "failed"
+    assert json.loads(listed.stdout)[0]["status"] == "failed"
     assert "HTTP 403" in listed.output
     retried = runner.invoke(cli, ["outbox", "retry"])
     assert retried.exit_code == 0 and "1 deliveries pending again" in retried.output
