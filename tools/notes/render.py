@@ -45,7 +45,10 @@ def _md_safe(text: str, max_chars: int = 240) -> str:
 
 def _quoted(text: str) -> str:
     """Evidence text quoted verbatim (it is data, not a statement of the note)."""
-    return '"' + _md_safe(text, 160).replace('"', "'") + '"'
+    # sentence ends inside the quote would split the cited line for the checker: they are data, not ends
+    quoted = _md_safe(text, 160).replace('"', "'").replace("...", "\u2026")
+    quoted = re.sub(r"([.!?])(?=\s|'|$)", "\u2024", quoted)
+    return '"' + quoted + '"'
 
 
 def render_techniques(techniques: Sequence[ValidatedTechnique], labels: dict[str, str]) -> list[str]:
