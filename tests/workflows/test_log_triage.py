@@ -101,7 +101,7 @@ def test_cli_run_with_a_text_file(sqlite_url: str, tmp_path: Path, monkeypatch: 
     cmd = ["workflow", "run", "log_triage", "--input"]
 
     no_model = cli.invoke(app, [*cmd, str(logs)])  # scoring needs a model: the run fails with the reason
-    assert no_model.exit_code == 1 and "config_error" in no_model.stderr, no_model.output
+    assert no_model.exit_code == 1 and "config_error" in no_model.output, no_model.output
 
     def with_scripted_model(settings: Any, **options: Any) -> Any:  # the test's composition, passed down
         return wiring.build_services(settings, model=scripted().with_recorder, **options)
