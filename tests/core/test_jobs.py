@@ -50,7 +50,9 @@ def test_the_scheduler_runs_every_job_at_start_then_on_its_interval() -> None:
 
 def test_the_job_registry_names_the_sweeper_with_its_interval() -> None:
     jobs = build_jobs(Settings(_env_file=None, worker={"sweep_interval_seconds": 7}))  # type: ignore[call-arg]
-    assert jobs.names() == ["sweep"] and jobs.get("sweep").every == 7
+    assert jobs.names() == ["sweep", "deliver_outbox"] and jobs.get("sweep").every == 7
+    detecting = build_jobs(Settings(_env_file=None, detection={"schedule": True}))  # type: ignore[call-arg]
+    assert "detect" in detecting.names()
 
 
 def _queued(settings: Settings, n: int) -> list[str]:
