@@ -4,7 +4,7 @@
 # when missing. Idempotent; safe to run on a machine where they already run.
 set -euo pipefail
 
-PG_URL="${SOCFLOW_TEST_POSTGRES_URL:-postgresql+psycopg://socflow:socflow@127.0.0.1:5432/socflow_test}"
+PG_URL="${SOCFLOW_TEST_POSTGRES_URL:-postgresql+psycopg://socflow:test-only-pw@127.0.0.1:5432/socflow_test}"
 REDIS_URL="${SOCFLOW_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 
 log() { printf '[services] %s\n' "$*" >&2; }

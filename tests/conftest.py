@@ -23,7 +23,7 @@ os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get(
-    "SOCFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://socflow:socflow@127.0.0.1:5432/socflow_test"
+    "SOCFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://socflow:test-only-pw@127.0.0.1:5432/socflow_test"
 )
 REDIS_URL = os.environ.get("SOCFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

@@ -15,11 +15,8 @@ import httpx
 
 from tests.conftest import REPO_ROOT
 
-# The CLI with INFO logging (``socflow serve`` itself leaves the root logger to uvicorn's defaults).
-LAUNCH = (
-    "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr, "
-    "format='%(name)s %(levelname)s %(message)s'); from socflow.cli import app; app(sys.argv[1:])"
-)
+# The CLI as `socflow serve` runs it: serve configures logging itself (SOCFLOW_LOG__LEVEL, INFO by default).
+LAUNCH = "import sys; from socflow.cli import app; app(sys.argv[1:])"
 
 
 def free_port() -> int:

@@ -126,12 +126,14 @@ def test_rules_cli_lists_pack_version_counts_and_failures(
     assert result.exit_code == 0, result.output
     assert "pack sigmahq@8eaafff1f284" in result.output
     assert "Windows rules available" in result.output
-    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    listed = json.loads(result.stdout)  # one JSON document on stdout; the summary goes to stderr
+    rows = listed["rules"]
+    assert listed["pack"]["version"] == "sigmahq@8eaafff1f284" and listed["matching"] > 3
     assert len(rows) == 3 and all(r["enabled"] and r["status"] for r in rows)
     store = ["--siem-path", str(sample_store)]
     failed = runner.invoke(app, ["rules", "list", "--show", "failed", "--json", *store])
-    reasons = [json.loads(line) for line in failed.output.splitlines() if line.startswith("{")]
-    assert reasons and all(r["error"] for r in reasons)
+    reasons = json.loads(failed.stdout)["rules"]
+    assert failed.exit_code == 0 and reasons and all(r["error"] for r in reasons)
     rule_id = rows[0]["rule_id"]
     assert runner.invoke(app, ["rules", "disable", rule_id, "--siem-path", str(sample_store)]).exit_code == 0
     shown = runner.invoke(app, ["rules", "show", rule_id, "--siem-path", str(sample_store)])

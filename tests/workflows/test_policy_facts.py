@@ -115,10 +115,11 @@ def test_an_injection_flag_blocks_auto_close_and_shows_in_the_api(world) -> None
     analyst = _analyst(settings.database.url)
     alert = client.get(f"/api/v1/alerts/{item['alert_id']}", headers=analyst).json()
     case = client.get(f"/api/v1/cases/{item['case_id']}", headers=analyst).json()
-    assert alert["injection_flag"] is True and "ignore_instructions" in alert["injection_reason"]
+    assert alert["injection_flag"] is True
+    assert alert["injection_reason"] == "title asks the reader to drop its instructions"
     assert case["injection_flag"] is True
     ingested = [e for e in case["audit"] if e["action"] == "alert.ingested"]
-    assert ingested[0]["data"]["injection"]["pattern"] == "ignore_instructions"
+    assert ingested[0]["data"]["injection"]["pattern"] == "instruction_override"
 
 
 def test_a_token_bound_to_sources_cannot_send_another(world) -> None:  # type: ignore[no-untyped-def]

@@ -262,7 +262,7 @@ def test_cli_runs_retry_and_cases_show(
     monkeypatch.setenv("SOCFLOW_MODEL__BACKEND", "scripted")
     get_settings.cache_clear()
     model.down = False
-    monkeypatch.setattr(wiring, "build_runner", lambda settings, **kw: runner)
+    monkeypatch.setattr(wiring, "build_runner", lambda *args, **kw: runner)
     try:
         shown = CliRunner().invoke(cli.app, ["cases", "show", str(case_id)])
         assert shown.exit_code == 0, shown.output
