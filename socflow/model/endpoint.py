@@ -114,6 +114,7 @@ class EndpointModel(DrivenModel):
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self._context: int | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout_seconds, headers=headers, transport=transport
@@ -167,7 +168,45 @@ class EndpointModel(DrivenModel):
         assert last is not None
         raise last
 
+    def _context_length(self) -> int | None:
+        """The served model's context window (vLLM's ``max_model_len`` in ``/v1/models``); None when the
+        server does not say. Read once per process (a failed read is tried again on the next call)."""
+        if self._context is None:
+            try:
+                response = self._http.get("/v1/models")
+            except httpx.HTTPError:
+                return None  # down: asked again on the next call
+            try:
+                data = response.json().get("data") if response.status_code == 200 else None
+            except (ValueError, AttributeError):
+                data = None
+            for card in data if isinstance(data, list) else []:
+                if isinstance(card, dict) and card.get("id") == self.name:
+                    length = card.get("max_model_len")
+                    self._context = int(length) if isinstance(length, int) and length > 0 else 0
+            if self._context is None:
+                self._context = 0
+        return self._context or None
+
+    def _fit_budget(self, messages: Sequence[Message], max_tokens: int, rec: CallRecord) -> int:
+        """``max_tokens`` cut to what the context window leaves after the prompt: a server rejects a request
+        whose prompt plus budget exceed it (a bounded schema's worst case can). The prompt is counted by the
+        server's ``/tokenize`` only when a rough count says it might not fit."""
+        context = self._context_length()
+        rough = sum(len(m["content"]) for m in messages) // 4 + 16 * len(messages)
+        if context is None or max_tokens + rough < context * 3 // 4:
+            return max_tokens
+        try:
+            prompt = len(self._tokenize(messages, rec))
+        except ModelUnavailable:
+            return max_tokens
+        fitted = max(1, min(max_tokens, context - prompt - 1))
+        if fitted < max_tokens:
+            rec.parameters["max_new_tokens_fitted"] = fitted
+        return fitted
+
     def _chat(self, messages: Sequence[Message], max_tokens: int, rec: CallRecord, **extra: Any) -> str:
+        max_tokens = self._fit_budget(messages, max_tokens, rec)
         body: dict[str, Any] = {
             "model": self.name,
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],

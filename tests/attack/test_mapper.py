@@ -16,6 +16,7 @@ from tools.attack.mapper import (
     choose_prompt,
     map_techniques,
 )
+from tools.attack.retrieval import get_index
 
 CTX = CallContext(run_id="r1", case_id=1, node="map_attack")
 
@@ -49,7 +50,7 @@ def ids(result: Any) -> list[str]:
     return [t.technique_id for t in result.techniques]
 
 
-def test_without_a_model_rule_tags_and_the_best_retrieval_hit_are_used() -> None:
+def test_without_a_model_rule_tags_and_the_retrieval_picks_are_used_once_each() -> None:
     result = map_techniques(
         MappingInput(text=LSASS, rule_tags=["attack.credential-access", "attack.t1003.001"]), model=None
     )
@@ -58,7 +59,11 @@ def test_without_a_model_rule_tags_and_the_best_retrieval_hit_are_used() -> None
     assert result.techniques[0].name == "LSASS Memory"
     assert result.techniques[0].tactics == ["Credential Access"]
     retrieval = [t for t in result.techniques if t.source is TechniqueSource.RETRIEVAL]
-    assert len(retrieval) == 1 and retrieval[0].confidence <= 0.5
+    picks = [h.id for h in get_index().pick(LSASS)]
+    # the retrieval's picks the tags do not already hold, each once, capped below the tag's confidence
+    assert [t.technique_id for t in retrieval] == [p for p in picks if p != "T1003.001"]
+    assert all(t.confidence <= 0.5 for t in retrieval)
+    assert len(ids(result)) == len(set(ids(result)))
     assert result.model_choice is None
 
 

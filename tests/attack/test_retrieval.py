@@ -52,3 +52,28 @@ def test_queries_without_known_words_return_nothing() -> None:
 def test_tokenize_splits_paths_drops_stopwords_and_folds_plurals() -> None:
     tokens = tokenize(r"C:\Windows\System32\lsass.exe dumps the Credentials")
     assert tokens == ["window", "system32", "lsass", "dump", "credential"]
+
+
+def test_worked_examples_vote_for_their_techniques_and_held_out_ones_do_not() -> None:
+    from tools.attack.examples import Example
+    from tools.attack.retrieval import TechniqueIndex
+
+    catalog = get_index().catalog
+    made_up = Example(
+        rule_id="r-1", title="Zorblax frobnicator launched", description="", techniques=("T1059.001",)
+    )
+    two = Example(
+        rule_id="r-2", title="Quuxle dump via zorblax", description="", techniques=("T1003.001", "T1059.001")
+    )
+    index = TechniqueIndex(catalog, examples=[made_up, two])
+    assert index.examples == 2
+    assert index.search("zorblax frobnicator", 1)[0].id == "T1059.001"  # words ATT&CK's own text never uses
+    # both examples vote for T1059.001 ("zorblax"), the better match also for T1003.001: both picked
+    assert [h.id for h in index.pick("quuxle zorblax")] == ["T1059.001", "T1003.001"]
+    held = TechniqueIndex(
+        catalog, examples=[made_up, two], exclude={"r-1"}, exclude_texts=["Quuxle dump via zorblax. x"]
+    )
+    assert held.examples == 0 and held.search("zorblax frobnicator quuxle", 5) == []
+    # without examples: ATT&CK's text alone, one pick (the evaluation's baseline)
+    bare = TechniqueIndex(catalog, examples=())
+    assert bare.examples == 0 and len(bare.pick(POWERSHELL)) == 1

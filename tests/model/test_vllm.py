@@ -305,7 +305,8 @@ def test_endpoint_down_fails_with_the_reason_then_runs_retry_completes_from_the_
         calls = list(s.scalars(select(ModelCall).where(ModelCall.case_id == case_id).order_by(ModelCall.id)))
         failed = [c for c in calls if c.error_kind]
         # the first model node failed with the server down (its first try and its node retry, each recorded)
-        assert failed and {c.error_kind for c in failed} == {"endpoint_unavailable"}
+        seen = [(c.node, c.method, c.error_kind, (c.error or "")[:300]) for c in calls]
+        assert failed and {c.error_kind for c in failed} == {"endpoint_unavailable"}, seen
         assert {c.node for c in failed} == {calls[0].node}
         assert calls[: len(failed)] == failed  # then the retried run went on from there: nothing ran twice
         answered = [(c.node, c.method) for c in calls[len(failed) :]]

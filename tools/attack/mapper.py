@@ -6,7 +6,8 @@
    recorded as a rejection and never becomes a result.
 3. Validation: every result is re-resolved against the catalog; names and tactics are the catalog's.
 
-Without a model the result is the rule-tag techniques plus the best retrieval hit.
+Without a model the result is the rule-tag techniques plus the retrieval's picks (``TechniqueIndex.pick``:
+the best hit and any close second).
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ def _tag_candidates(tags: Sequence[str], catalog: AttackCatalog) -> tuple[list[T
     return techs, rejections
 
 
+def _query(inp: MappingInput) -> str:
+    return "\n".join([inp.text, *(e.text for e in inp.evidence)])
+
+
 def candidate_list(
     inp: MappingInput, *, catalog: AttackCatalog, index: TechniqueIndex, k: int = 8
 ) -> tuple[list[Candidate], list[Rejection]]:
@@ -114,8 +119,7 @@ def candidate_list(
         )
         for t in tagged
     ]
-    query = "\n".join([inp.text, *(e.text for e in inp.evidence)])
-    for hit in index.search(query, k + len(out)):
+    for hit in index.search(_query(inp), k + len(out)):
         if len(out) - len(tagged) >= k:
             break
         if hit.id not in {c.id for c in out}:
@@ -172,18 +176,11 @@ def map_techniques(
         if c.source is TechniqueSource.RULE_TAG
     ]
     choice: str | None = None
-    retrieval = [c for c in candidates if c.source is TechniqueSource.RETRIEVAL]
-    fallback = (
-        [
-            (
-                retrieval[0].id,
-                TechniqueSource.RETRIEVAL,
-                RETRIEVAL_CONFIDENCE_CAP * retrieval[0].score / top_score,
-            )
-        ]
-        if retrieval
-        else []
-    )
+    tagged = {c.id for c in candidates if c.source is TechniqueSource.RULE_TAG}
+    picks = [h for h in index.pick(_query(inp)) if h.id not in tagged]
+    fallback = [
+        (hit.id, TechniqueSource.RETRIEVAL, RETRIEVAL_CONFIDENCE_CAP * hit.score / top_score) for hit in picks
+    ]
     if model is not None and candidates:
         options = [c.id for c in candidates] + [NONE_OPTION]
         try:

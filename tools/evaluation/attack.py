@@ -25,6 +25,7 @@ from socflow.model.base import CallContext, ModelClient
 from tools.attack import AttackCatalog, MappingInput, MappingResult, get_index, load_catalog, map_techniques
 from tools.attack.catalog import V19_TACTICS
 from tools.attack.query import event_query_text
+from tools.attack.retrieval import TechniqueIndex
 from tools.siem.detect import DEFAULT_RULES_DIR, DetectReport, compile_rules
 from tools.siem.embedded import EmbeddedSiem
 from tools.siem.engine import detect_batched
@@ -83,14 +84,21 @@ def text_metrics(gold: list[set[str]], pred: list[set[str]]) -> dict[str, Any]:
 
 
 def run_text(opts: EvalOptions) -> EvalReport:
+    """Map each row's text; the retrieval index holds the dataset's own rows out (by id and by title), and
+    the ATT&CK-only retrieval of before the worked examples (``baseline_retrieval``) is measured beside it."""
     catalog = load_catalog()
-    mapper = Mapper(opts.model, catalog)
     rows = []
     for line, row in read_jsonl(opts.dataset):
         if not isinstance(row.get("text"), str) or not isinstance(row.get("techniques"), list):
             raise DatasetError(f"{opts.dataset}:{line}: needs 'text' (string) and 'techniques' (list)")
         rows.append((line, row))
     rows = rows[: opts.limit] if opts.limit is not None else rows
+    held_ids = {str(row["id"]) for _, row in rows if row.get("id") is not None}
+    held_ids |= {str(row["rule_id"]) for _, row in rows if row.get("rule_id") is not None}
+    index = TechniqueIndex(catalog, exclude=held_ids, exclude_texts=[row["text"] for _, row in rows])
+    mapper = Mapper(opts.model, catalog, index)
+    baseline = TechniqueIndex(catalog, examples=())
+    baseline_sets: list[set[str]] = []
     opts.on_total(len(rows))
     items: list[ItemResult] = []
     gold_sets: list[set[str]] = []
@@ -107,6 +115,7 @@ def run_text(opts: EvalOptions) -> EvalReport:
                 item.error = f"model failed: {mapper.errors[-1]}; mapped without the model"
         ids = ranked_ids([result])
         invalid += invalid_count(catalog, ids)
+        baseline_sets.append({h.id for h in baseline.pick(row["text"])})
         item.prediction = {"techniques": ids, "model_choice": result.model_choice}
         if bad:
             item.label["unresolved"] = bad
@@ -118,8 +127,17 @@ def run_text(opts: EvalOptions) -> EvalReport:
         dataset=str(opts.dataset),
         model=opts.model_name,
         workflow_version=f"attack-catalog@{catalog.version}",
-        counts={"items": len(items), "unresolved_gold_ids": unresolved, "model_errors": len(mapper.errors)},
-        metrics={**text_metrics(gold_sets, pred_sets), "invalid_ids_emitted": invalid},
+        counts={
+            "items": len(items),
+            "unresolved_gold_ids": unresolved,
+            "model_errors": len(mapper.errors),
+            "examples_indexed": index.examples,
+        },
+        metrics={
+            **text_metrics(gold_sets, pred_sets),
+            "invalid_ids_emitted": invalid + sum(invalid_count(catalog, list(b)) for b in baseline_sets),
+            "baseline_retrieval": text_metrics(gold_sets, baseline_sets),
+        },
         items=items,
     )
 
@@ -209,8 +227,10 @@ class Mapper:
     """``map_techniques`` with the chosen model. A model failure (e.g. a prompt longer than the model's
     context) is recorded in ``errors`` and that one mapping falls back to no model, so the run goes on."""
 
-    def __init__(self, model: ModelClient | None, catalog: AttackCatalog) -> None:
-        self.model, self.catalog, self.index = model, catalog, get_index()
+    def __init__(
+        self, model: ModelClient | None, catalog: AttackCatalog, index: TechniqueIndex | None = None
+    ) -> None:
+        self.model, self.catalog, self.index = model, catalog, index or get_index()
         self.errors: list[str] = []
 
     def __call__(self, inp: MappingInput) -> MappingResult:
