@@ -29,7 +29,7 @@ from socflow.notify import load_routing, notify_pass
 from socflow.notify_channels import email_message, slack_message
 from socflow.outbox import deliver_outbox
 from socflow.schemas import now_utc
-from socflow.settings import Settings
+from socflow.settings import Settings, get_settings
 from socflow.tables import Case, OutboxMessage, WorkflowRun
 from socflow.wiring import build_jobs
 from tests.api.conftest import bearer, make_token
@@ -113,9 +113,7 @@ def test_off_by_default_and_yaml_routing(sqlite_url: str, tmp_path: Path) -> Non
         Settings(_env_file=None, notify={"routes": {"closed": ["slack"]}})  # type: ignore[call-arg]
 
 
-def test_email_arrives_at_a_real_smtp_server(
-    sqlite_url: str, tmp_path: Path, factory_of: Any
-) -> None:
+def test_email_arrives_at_a_real_smtp_server(sqlite_url: str, tmp_path: Path, factory_of: Any) -> None:
     title = "Ransomware on WS1\r\nBcc: victim@evil.example"
     with smtp_server() as mailbox:
         settings = settings_for(
@@ -261,7 +259,9 @@ def test_escalation_assignment_and_critical_case_notify_once(
             assert decided.status_code == 200 and decided.json()["case_status"] == "escalated", decided.text
 
             for ref in ("crit-1", "crit-2"):  # a new critical case, then a second alert joining it
-                client.post("/api/v1/alerts", json=alert(ref, rule="crit"), headers=bearer(tokens[Role.ingest]))
+                client.post(
+                    "/api/v1/alerts", json=alert(ref, rule="crit"), headers=bearer(tokens[Role.ingest])
+                )
         run_job(settings, factory)
         run_job(settings, factory)
         assert events(factory) == {"escalated": 1, "assigned": 1, "critical_case": 1}
@@ -308,13 +308,14 @@ def test_sla_breach_job_run_twice_notifies_once_per_sla(
     assert "SLA breach" in text and "(critical) not" in text
 
 
-def test_slack_message_format_escapes_attacker_text(
-    sqlite_url: str, tmp_path: Path, factory_of: Any
-) -> None:
+def test_slack_message_format_escapes_attacker_text(sqlite_url: str, tmp_path: Path, factory_of: Any) -> None:
     title = "<!channel> & <https://evil.example|click here> " + "x" * 400
     with webhook_receiver(SECRET) as receiver:
         settings = settings_for(
-            sqlite_url, tmp_path, routes={"critical_case": ["slack"]}, slack_webhook_url=receiver.url + "/slack"
+            sqlite_url,
+            tmp_path,
+            routes={"critical_case": ["slack"]},
+            slack_webhook_url=receiver.url + "/slack",
         )
         factory = factory_of(settings)
         case_id = ingest_one(settings, alert("slack-1", title=title))
@@ -333,7 +334,9 @@ def test_slack_message_format_escapes_attacker_text(
 
     # a Slack webhook that is down: retried, and its token never shows in the last error
     token_url = f"http://127.0.0.1:{free_port()}/services/T000/B000/SLACKTOKEN123"
-    down = settings_for(sqlite_url, tmp_path, routes={"critical_case": ["slack"]}, slack_webhook_url=token_url)
+    down = settings_for(
+        sqlite_url, tmp_path, routes={"critical_case": ["slack"]}, slack_webhook_url=token_url
+    )
     ingest_one(down, alert("slack-2", rule="other"))
     run_job(down, factory)
     assert deliver_outbox(down, factory=factory).counts()["retrying"] == 1
@@ -357,3 +360,17 @@ def test_unconfigured_channel_is_skipped_with_its_reason(
 def test_receiver_helper_refuses_stale_timestamps() -> None:
     assert not verify(SECRET, {"x-socflow-timestamp": "1", "x-socflow-signature": "sha256=00"}, b"{}")
     assert isinstance(Receiver(secret="x").seen, Counter)
+
+
+def test_cli_notify_pass(sqlite_url: str, tmp_path: Path) -> None:
+    env = {"SOCFLOW_DATABASE__URL": sqlite_url}
+    off = CliRunner().invoke(cli, ["outbox", "notify"], env=env)
+    assert off.exit_code == 2 and "notifications are off" in off.output
+    settings = settings_for(sqlite_url, tmp_path)
+    ingest_one(settings, alert("cli-1"))
+    on = {**env, "SOCFLOW_NOTIFY__ROUTES": '{"critical_case": ["email"]}'}
+    get_settings.cache_clear()  # the settings are read once per process
+    first = CliRunner().invoke(cli, ["outbox", "notify"], env=on)
+    again = CliRunner().invoke(cli, ["outbox", "notify"], env=on)
+    assert first.exit_code == 0 and "enqueued=1" in first.output, first.output
+    assert again.exit_code == 0 and "enqueued=0" in again.output
