@@ -230,17 +230,17 @@ def _waiting_run(settings: Settings, case_id: int) -> WorkflowRun:
 
 
 def test_escalation_assignment_and_critical_case_notify_once(
-    sqlite_url: str, tmp_path: Path, factory_of: Any
+    db_url: str, tmp_path: Path, factory_of: Any
 ) -> None:
     with webhook_receiver(SECRET) as receiver:
         settings = settings_for(
-            sqlite_url,
+            db_url,
             tmp_path,
             routes={"escalated": ["webhook"], "assigned": ["webhook"], "critical_case": ["webhook"]},
             webhook_url=receiver.url + "/hook",
         )
         factory = factory_of(settings)
-        tokens = {r: make_token(sqlite_url, r) for r in (Role.ingest, Role.analyst)}
+        tokens = {r: make_token(db_url, r) for r in (Role.ingest, Role.analyst)}
         with TestClient(create_app(settings, dispatcher=NullDispatcher())) as client:
             posted = client.post(
                 "/api/v1/alerts", json=alert("esc-1", severity="high"), headers=bearer(tokens[Role.ingest])
@@ -274,11 +274,9 @@ def test_escalation_assignment_and_critical_case_notify_once(
     assert by_event["critical_case"]["case"]["severity"] == "critical"
 
 
-def test_sla_breach_job_run_twice_notifies_once_per_sla(
-    sqlite_url: str, tmp_path: Path, factory_of: Any
-) -> None:
+def test_sla_breach_job_run_twice_notifies_once_per_sla(db_url: str, tmp_path: Path, factory_of: Any) -> None:
     settings = settings_for(
-        sqlite_url,
+        db_url,
         tmp_path,
         routes={"sla_breach": ["webhook"]},
         webhook_url="http://127.0.0.1:9/hook",
