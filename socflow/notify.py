@@ -9,8 +9,8 @@ happened is never missed and one that was rolled back never notifies:
   approved note whose verdict is not benign, which the triage workflow escalates);
 - ``assigned``: a ``case.updated`` event that sets a new assignee (API ``PATCH /cases/{id}``, the UI's
   "assign to me");
-- ``critical_case``: a case whose severity is ``critical`` after any event on it (created critical, or
-  raised by a joining alert, a merge or an edit): once per case;
+- ``critical_case``: an open case whose severity is ``critical`` after an event that can set it (created
+  critical, or raised by a joining or moved alert, a merge or a severity edit): once per case;
 - ``sla_breach``: a case past its time to acknowledge (``cases.acknowledged_at`` still empty: nobody
   opened, assigned or decided it) or its time to decide (no analyst decision and not closed), per severity
   (``SOCFLOW_NOTIFY__SLA_ACKNOWLEDGE_SECONDS`` / ``SLA_DECIDE_SECONDS``): once per case per SLA.
@@ -63,6 +63,7 @@ WATCHED = (
     "alert.moved",
     "case.merged",
 )
+RAISES_SEVERITY = ("case.created", "alert.ingested", "alert.moved", "case.merged")  # and severity edits
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,9 @@ def _scan_audit(enq: _Enqueuer, lookback: timedelta, settle: timedelta) -> None:
     for ev in events:
         if ev.case_id is None:
             continue
-        touched.add(ev.case_id)
         data = ev.data or {}
+        if ev.action in RAISES_SEVERITY or (ev.action == "case.updated" and "severity" in data):
+            touched.add(ev.case_id)
         if ev.action == "case.status_changed" and data.get("to") == CaseStatus.escalated.value:
             case = session.get(Case, ev.case_id)
             if case is not None:
@@ -206,7 +208,11 @@ def _scan_audit(enq: _Enqueuer, lookback: timedelta, settle: timedelta) -> None:
                     enq.add("assigned", f"audit{ev.id}", case, details)
     if touched and enq.routing.routes.get("critical_case"):
         critical = session.scalars(
-            select(Case).where(Case.id.in_(sorted(touched)), Case.severity == Severity.critical.value)
+            select(Case).where(
+                Case.id.in_(sorted(touched)),
+                Case.severity == Severity.critical.value,
+                Case.status != CaseStatus.closed.value,
+            )
         )
         for case in critical:
             enq.add("critical_case", str(case.id), case, {"at": _utc(case.created_at).isoformat()})
