@@ -20,8 +20,9 @@ row ``notify.audit``) and the open cases past an SLA, and adds one outbox row pe
 (target ``notify.slack``, ``notify.email`` or ``notify.webhook``). Each row's dedup key names the event
 (the audit event id, the case, or the case and SLA) and the channel, so passes that overlap, run twice or
 run concurrently add each notification once. The cursor only moves past events older than
-``settle_seconds`` (a transaction that committed late is still read); the first pass starts
-``lookback_seconds`` back, and SLA breaches older than that are not reported.
+``settle_seconds`` (a transaction that committed late is still read). Events and SLA breaches older than
+``lookback_seconds`` are never notified (a first pass, or a job back after a long stop, sends no flood of
+stale news). The case fields a row carries are the case's when the row is added.
 
 Routing (``routes``: event kind -> channels) is off by default; see docs/notifications.md.
 """
@@ -175,11 +176,14 @@ def _scan_audit(enq: _Enqueuer, lookback: timedelta, settle: timedelta) -> None:
     session = enq.session
     cursor_row = session.get(ConnectorCursor, CURSOR)
     after = (cursor_row.cursor or {}).get("audit_id") if cursor_row is not None else None
-    stmt = select(AuditEvent).where(AuditEvent.action.in_(WATCHED)).order_by(AuditEvent.id).limit(MAX_EVENTS)
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.action.in_(WATCHED), AuditEvent.at >= enq.now - lookback)
+        .order_by(AuditEvent.id)
+        .limit(MAX_EVENTS)
+    )
     if isinstance(after, int):
         stmt = stmt.where(AuditEvent.id > after)
-    else:
-        stmt = stmt.where(AuditEvent.at >= enq.now - lookback)
     events = list(session.scalars(stmt))
     enq.report.events = len(events)
     touched: set[int] = set()
