@@ -99,6 +99,15 @@ def webhook_receiver(secret: str, port: int | None = None) -> Iterator[Receiver]
 class Mailbox:
     port: int
     messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)  # (RCPT TO, message)
+    refuse_rcpt: str = ""  # an SMTP reply to every RCPT TO (e.g. "450 mailbox busy"); empty accepts
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.refuse_rcpt:
+            return self.refuse_rcpt
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.original_content, policy=policy.default)

@@ -388,3 +388,29 @@ def test_cursor_moves_past_settled_events_and_stale_events_never_notify(
     assert first.enqueued == 1 and first.events >= 1
     assert notify_pass(settings, factory=factory).events == 0  # the cursor moved past them
     assert [r.case_id for r in rows(factory)] == [new]
+
+
+def test_smtp_refusals_4xx_retry_and_5xx_fail(sqlite_url: str, tmp_path: Path, factory_of: Any) -> None:
+    with smtp_server() as mailbox:
+        settings = settings_for(
+            sqlite_url,
+            tmp_path,
+            routes={"critical_case": ["email"]},
+            smtp_host="127.0.0.1",
+            smtp_port=mailbox.port,
+            smtp_from="socflow@soc.example",
+            smtp_to="oncall@soc.example",
+        )
+        factory = factory_of(settings)
+        ingest_one(settings, alert("refuse-1"))
+        run_job(settings, factory)
+        t0 = now_utc()
+        mailbox.refuse_rcpt = "450 4.2.1 mailbox busy"
+        assert deliver_outbox(settings, factory=factory, clock=lambda: t0).counts()["retrying"] == 1
+        (row,) = rows(factory)
+        assert row.status == "pending" and "recipients refused (codes [450])" in (row.last_error or "")
+        mailbox.refuse_rcpt = "550 5.1.1 no such user"
+        later = t0 + timedelta(hours=1)
+        assert deliver_outbox(settings, factory=factory, clock=lambda: later).counts()["failed"] == 1
+        (row,) = rows(factory)
+        assert row.status == "failed" and "codes [550]" in (row.last_error or "") and mailbox.messages == []
