@@ -55,7 +55,9 @@ app.add_typer(token_app, name="token", help="API tokens: create, list, revoke.")
 app.add_typer(runs_app, name="runs", help="Workflow runs: list, process queued runs in this process.")
 app.add_typer(connector_app, name="connector", help="Pull connectors: elastic, splunk, folder.")
 app.add_typer(deadletters_app, name="deadletters", help="Refused ingest items: list.")
-app.add_typer(outbox_app, name="outbox", help="Write-back deliveries: list, retry, deliver.")
+app.add_typer(
+    outbox_app, name="outbox", help="Deliveries (write-backs, notifications): list, retry, deliver, notify."
+)
 app.command()(serve)
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)

@@ -1,5 +1,5 @@
-"""``socflow outbox``: the write-back deliveries (``socflow.outbox``): list them with their last error,
-retry failed ones, deliver due ones now (once, or as a loop)."""
+"""``socflow outbox``: the deliveries (``socflow.outbox``: write-backs and notifications): list them with
+their last error, retry failed ones, deliver due ones now (once, or as a loop), add due notifications."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from rich.table import Table
 
 from socflow.db import make_engine, session_factory
 from socflow.errors import SocflowError
+from socflow.notify import notify_pass
 from socflow.outbox import deliver_outbox, list_outbox, retry
 from socflow.settings import Settings, get_settings
 
-app = typer.Typer(help="Write-back deliveries: list, retry, deliver.", no_args_is_help=True)
+app = typer.Typer(
+    help="Deliveries (write-backs, notifications): list, retry, deliver, notify.", no_args_is_help=True
+)
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -92,11 +95,38 @@ def deliver_command(
     loop: Annotated[bool, typer.Option("--loop", help="Keep delivering every --interval seconds.")] = False,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between passes.")] = 15.0,
 ) -> None:
-    """Deliver the due write-backs now (one pass, or a loop until Ctrl-C)."""
+    """Deliver the due write-backs and notifications now (one pass, or a loop until Ctrl-C)."""
     settings = _settings()
     stop = threading.Event()
     while True:
         report = deliver_outbox(settings)
+        console.print(" ".join(f"{k}={v}" for k, v in report.counts().items()), highlight=False)
+        if not loop:
+            return
+        try:
+            stop.wait(interval)
+        except KeyboardInterrupt:
+            return
+
+
+@app.command("notify")
+def notify_command(
+    loop: Annotated[bool, typer.Option("--loop", help="Keep checking every --interval seconds.")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between passes.")] = 30.0,
+) -> None:
+    """Add the due notifications (escalations, assignments, critical cases, SLA breaches) to the outbox:
+    what the periodic ``notify`` job does (docs/notifications.md). ``deliver`` sends them."""
+    settings = _settings()
+    if not settings.notify.enabled:
+        err.print("notifications are off: set SOCFLOW_NOTIFY__ROUTES or SOCFLOW_NOTIFY__FILE", markup=False)
+        raise typer.Exit(2)
+    stop = threading.Event()
+    while True:
+        try:
+            report = notify_pass(settings)
+        except SocflowError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(2) from exc
         console.print(" ".join(f"{k}={v}" for k, v in report.counts().items()), highlight=False)
         if not loop:
             return

@@ -13,6 +13,8 @@ delivered later with retries, so a target that is down loses nothing and never b
   per attempt, capped) when the target is unreachable, rate-limited or failing (5xx); ``failed`` on a
   refusal (other 4xx) or after ``SOCFLOW_WRITEBACK__MAX_ATTEMPTS``; ``skipped`` when no target of that kind
   is configured. ``last_error`` keeps the reason (credentials redacted).
+- Notifications (``socflow.notify``) are outbox rows too, with targets ``notify.slack``, ``notify.email``
+  and ``notify.webhook`` (``socflow.notify_channels``), delivered, retried and listed the same way.
 - :func:`retry` makes failed or skipped rows pending again (``socflow outbox retry``, the API, the UI).
 """
 
@@ -32,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from socflow.db import make_engine, session_factory
 from socflow.enums import Verdict
 from socflow.http import RemoteError
+from socflow.notify_channels import build_notify_targets
 from socflow.schemas import now_utc
 from socflow.settings import Settings
 from socflow.tables import Alert, Case, OutboxMessage
@@ -42,6 +45,7 @@ REFS_PER_MESSAGE = 500
 MAX_ALERTS = 10_000
 CLAIM_SECONDS = 300  # a claimed row is retried after this long if its deliverer died mid-send
 MAX_ERROR = 1000
+NOTIFY_PREFIX = "notify."  # notification rows (socflow.notify): their own channels, never the write-back ones
 
 
 class OutboxStatus(StrEnum):
@@ -188,18 +192,30 @@ def deliver_outbox(
     factory = factory or session_factory(make_engine(settings.database.url))
     wb = settings.writeback
     built = targets is None
-    active: Mapping[str, Target] = build_targets(wb, transport=transport) if targets is None else targets
+    active: Mapping[str, Target] = (
+        targets
+        if targets is not None
+        else {
+            **build_targets(wb, transport=transport),
+            **build_notify_targets(settings.notify, wb.case_url, transport=transport),
+        }
+    )
     report = DeliveryReport()
     try:
         for row in _claim(factory, clock(), limit):
-            target = active.get(row.target) or active.get("webhook")
+            notification = row.target.startswith(NOTIFY_PREFIX)
+            target = active.get(row.target) or (None if notification else active.get("webhook"))
             error: str | None = None
             status = OutboxStatus.delivered
             attempts = row.attempts + 1
             next_at = clock()
             if target is None:
                 status = OutboxStatus.skipped
-                error = f"no write-back target for {row.target} is configured (SOCFLOW_WRITEBACK__*)"
+                error = (
+                    f"no {row.target} channel is configured (SOCFLOW_NOTIFY__*)"
+                    if notification
+                    else f"no write-back target for {row.target} is configured (SOCFLOW_WRITEBACK__*)"
+                )
                 attempts = row.attempts
             else:
                 try:

@@ -35,6 +35,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from socflow.enums import Severity
 from socflow.errors import ConfigError
 
 DEFAULT_SECRET = "dev-insecure-change-me"
@@ -230,6 +231,93 @@ class _SocflowDotEnv(PydanticBaseSettingsSource):
         return {k: v for k, v in self.dotenv().items() if k in fields or k.lower().startswith("socflow_")}
 
 
+# -- notify --
+NOTIFY_EVENTS = ("escalated", "assigned", "critical_case", "sla_breach")
+NOTIFY_CHANNELS = ("slack", "email", "webhook")
+
+
+class NotifySettings(_Group):
+    """Notifications (``socflow.notify``): which event kinds go to which channels, the channels, the SLAs.
+
+    Off by default: nothing is sent until ``routes`` (here, as JSON in ``SOCFLOW_NOTIFY__ROUTES``, or the
+    ``routes:`` of the YAML ``file``) names a channel for an event kind. SLAs are seconds per case severity
+    (a severity left out has no SLA); the YAML file's ``sla:`` section overrides them.
+    """
+
+    routes: dict[str, list[str]] = Field(default_factory=dict)  # event kind -> channels
+    file: Path | None = None
+    # slack: an incoming-webhook URL (it holds Slack's token, hence secret)
+    slack_webhook_url: SecretStr = SecretStr("")
+    # email over SMTP
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = ""
+    smtp_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    smtp_starttls: bool = False
+    smtp_user: SecretStr = SecretStr("")
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout: float = Field(default=15.0, gt=0)
+    # a generic webhook, signed with HMAC-SHA256 over "<timestamp>.<body>"
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_timeout: float = Field(default=15.0, gt=0)
+    # service levels, in seconds per severity
+    sla_acknowledge_seconds: dict[str, float] = Field(
+        default_factory=lambda: {"critical": 900.0, "high": 3600.0, "medium": 14_400.0, "low": 86_400.0}
+    )
+    sla_decide_seconds: dict[str, float] = Field(
+        default_factory=lambda: {"critical": 3600.0, "high": 14_400.0, "medium": 86_400.0, "low": 259_200.0}
+    )
+    interval_seconds: float = Field(default=30.0, ge=0.5)  # the ``notify`` periodic job
+    lookback_seconds: float = Field(default=86_400.0, gt=0)  # how far back a pass looks (first run, SLAs)
+    settle_seconds: float = Field(default=30.0, ge=0)  # audit events younger than this are read again
+
+    @field_validator("smtp_to", mode="before")
+    @classmethod
+    def _split_to(cls, value: object) -> object:
+        """A JSON list, or addresses separated by commas."""
+        if isinstance(value, str):
+            value = value.strip()
+            return json.loads(value) if value.startswith("[") else [p.strip() for p in value.split(",") if p]
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _known_routes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        check_routes(value)
+        return value
+
+    @field_validator("sla_acknowledge_seconds", "sla_decide_seconds")
+    @classmethod
+    def _known_severities(cls, value: dict[str, float]) -> dict[str, float]:
+        check_sla(value)
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.routes) or self.file is not None
+
+
+def check_routes(routes: dict[str, list[str]]) -> None:
+    """ValueError naming an unknown event kind or channel."""
+    for kind, channels in routes.items():
+        if kind not in NOTIFY_EVENTS:
+            raise ValueError(f"unknown notification event {kind!r} (known: {', '.join(NOTIFY_EVENTS)})")
+        for channel in channels:
+            if channel not in NOTIFY_CHANNELS:
+                raise ValueError(f"unknown channel {channel!r} (known: {', '.join(NOTIFY_CHANNELS)})")
+
+
+def check_sla(sla: dict[str, float]) -> None:
+    """ValueError naming an unknown severity or a non-positive time."""
+    severities = [s.value for s in Severity]
+    for severity, seconds in sla.items():
+        if severity not in severities:
+            raise ValueError(f"unknown severity {severity!r} (known: {', '.join(severities)})")
+        if not seconds > 0:
+            raise ValueError(f"the SLA for {severity} must be a positive number of seconds")
+
+
 # -- detect --
 class DetectionSettings(_Group):
     """The Sigma rule pack and streaming detection (``socflow siem rules``, ``siem load --detect``)."""
@@ -284,6 +372,8 @@ class Settings(BaseSettings):
 
     # -- detect --
     detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    # -- notify --
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -29,6 +29,7 @@ from socflow.model.base import ModelClient
 from socflow.model.factory import build_model_client
 from socflow.model.recorder import ModelCallRecorder
 from socflow.normalize import make_normalizer
+from socflow.notify import notify_pass
 from socflow.outbox import deliver_outbox
 from socflow.policy import Policy
 from socflow.registry import WorkflowRegistry, discover
@@ -229,6 +230,15 @@ def build_jobs(settings: Settings) -> JobRegistry:
             "deliver pending write-back rows (retries with backoff; nothing lost while a target is down)",
         ),
     ]
+    if settings.notify.enabled:
+        jobs.append(
+            Job(
+                "notify",
+                settings.notify.interval_seconds,
+                lambda svc: notify_pass(svc.settings, factory=svc.factory),
+                "outbox rows for escalations, assignments, critical cases and SLA breaches (notifications)",
+            )
+        )
     if settings.detection.schedule:
         jobs.append(
             Job(

@@ -1,5 +1,5 @@
-"""The outbox over the API: pending, failed and delivered write-back deliveries with their last error,
-and a retry of failed ones (``socflow.outbox``)."""
+"""The outbox over the API: pending, failed and delivered deliveries (write-backs, and notifications with
+targets ``notify.*``) with their last error, and a retry of failed ones (``socflow.outbox``)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def get_outbox(
     _: Principal = allow(Role.analyst, Role.engineer),
     session: Session = Depends(db),
 ) -> list[OutboxOut]:
-    """Write-back deliveries, newest first; ``status=open`` lists pending and failed ones."""
+    """Write-back and notification deliveries, newest first; ``status=open`` lists pending and failed ones."""
     rows = list_outbox(session, status=status, case_id=case_id, limit=limit)
     return [OutboxOut.model_validate(r) for r in rows]
 
