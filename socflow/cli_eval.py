@@ -17,7 +17,7 @@ from rich.table import Table
 from socflow import wiring
 from socflow.cli_output import console, err
 from socflow.errors import SocflowError
-from socflow.evaluation import injection, replay, triage
+from socflow.evaluation import calibrate, injection, replay, triage
 from socflow.evaluation.bench import run_bench
 from socflow.evaluation.report import EvalReport, flatten, format_value
 from socflow.evaluation.tasks import CountingRecorder, EvalOptions, EvalTask, model_settings
@@ -68,11 +68,20 @@ def eval_command(
         Path | None, typer.Option(help="attack-logs: labels.csv / labels.jsonl elsewhere.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    fit_calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="triage: fit the confidence calibration (temperature) on half the items, report ECE before "
+            "and after on the other half, and write it here (then set SOCFLOW_MODEL__CALIBRATION)."
+        ),
+    ] = None,
 ) -> None:
     """Measure AI quality on labelled data: metrics table, and a JSON report with per-item predictions."""
     tasks = all_tasks()
     if task not in tasks:
         raise _fail(f"unknown task {task!r}; choose from {', '.join(sorted(tasks))}")
+    if fit_calibration is not None and task != "triage":
+        raise _fail("--fit-calibration goes with the triage task")
     if not dataset.exists():
         raise _fail(f"{dataset}: no such file or folder")
     settings = get_settings()
@@ -108,7 +117,11 @@ def eval_command(
             on_item=lambda: bar.advance(progress),
         )
         try:
-            report = tasks[task](opts)
+            if fit_calibration is not None:
+                prompt_for, verdict_labels = wiring.triage_scoring()
+                report = calibrate.fit(opts, fit_calibration, prompt_for, verdict_labels)
+            else:
+                report = tasks[task](opts)
         except SocflowError as exc:
             raise _fail(str(exc)) from exc
     console.print(metrics_table(report))

@@ -86,6 +86,8 @@ class ModelSettings(_Group):
     batching: bool = False
     batch_max_size: int = Field(default=8, ge=1, le=64)
     batch_wait_ms: float = Field(default=20.0, ge=0, le=1000)
+    # a confidence calibration written by `socflow eval triage --fit-calibration FILE` (docs/evaluation.md)
+    calibration: Path | None = None
 
 
 class SiemSettings(_Group):

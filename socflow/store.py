@@ -384,7 +384,10 @@ class CaseStore:
         priority: str | None,
         actor: str,
         rationale: str | None = None,
+        calibration: str | None = None,
     ) -> Case:
+        """The verdict, confidence and priority; ``calibration`` says whether the confidence is calibrated
+        (kept in the ``case.assessed`` audit event, shown beside the confidence)."""
         case = self.get_case(case_id)
         case.verdict = verdict
         case.confidence = confidence
@@ -396,7 +399,13 @@ class CaseStore:
             entity_type="case",
             entity_id=case.id,
             case_id=case.id,
-            data={"verdict": verdict, "confidence": confidence, "priority": priority, "rationale": rationale},
+            data={
+                "verdict": verdict,
+                "confidence": confidence,
+                "priority": priority,
+                "rationale": rationale,
+                "calibration": calibration,
+            },
         )
         return case
 

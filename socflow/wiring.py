@@ -9,6 +9,7 @@ module (import-linter): the worker CLI and the Celery app receive ``build_servic
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow.calibration import Calibration, load_calibration
 from socflow.db import make_engine, session_factory
 from socflow.dispatch import Dispatcher, InlineDispatcher, NullDispatcher, ThreadDispatcher
 from socflow.errors import SiemError
@@ -25,7 +27,7 @@ from socflow.evidence import EvidenceProvider
 from socflow.grouping import KeyGrouper
 from socflow.ingest import IngestService
 from socflow.jobs import Job, JobRegistry
-from socflow.model.base import ModelClient
+from socflow.model.base import Message, ModelClient
 from socflow.model.factory import build_model_client
 from socflow.model.recorder import ModelCallRecorder
 from socflow.normalize import make_normalizer
@@ -44,6 +46,8 @@ from socflow.sweep import LocalSweeper
 if TYPE_CHECKING:
     from tools.attack.catalog import AttackCatalog
     from tools.siem.backend import SiemBackend
+
+log = logging.getLogger(__name__)
 
 
 class _Unset:
@@ -187,7 +191,26 @@ def build_deps(
         policy=Policy.load(settings.policy.file),
         clock=now_utc,
         evidence=build_evidence_providers(the_siem, settings.siem),
+        calibration=build_calibration(settings, client),
     )
+
+
+def build_calibration(settings: Settings, model: ModelClient | None) -> Calibration | None:
+    """The configured calibration when it was fitted for the active model; None (and a warning) otherwise.
+    A file that is not a calibration fails the start: a wrong confidence is worse than none."""
+    path = settings.model.calibration
+    if path is None or model is None:
+        return None
+    calibration = load_calibration(path)
+    if calibration.model != model.model_id:
+        log.warning(
+            "calibration %s was fitted for model %r, not the active %r: confidences stay uncalibrated",
+            path,
+            calibration.model,
+            model.model_id,
+        )
+        return None
+    return calibration
 
 
 def ingest_options(settings: Settings, registry: WorkflowRegistry | None = None) -> dict[str, Any]:
@@ -352,6 +375,18 @@ def eval_tasks() -> dict[str, Any]:
     from tools.evaluation import TASKS
 
     return dict(TASKS)
+
+
+def triage_scoring() -> tuple[Callable[[str, str, str], list[Message]], tuple[str, ...]]:
+    """alert_triage's label-scoring prompt for a one-alert case without SIEM evidence, and its labels
+    (``socflow eval triage --fit-calibration``)."""
+    from workflows.alert_triage.prompts import VERDICT_LABELS, case_block, score_prompt
+
+    def prompt(title: str, severity: str, description: str) -> list[Message]:
+        line = f"{title} ({severity}): {description[:300]}"
+        return score_prompt(case_block(title, severity, [line], []))
+
+    return prompt, tuple(VERDICT_LABELS)
 
 
 def siem_throughput(workdir: Path, events: int) -> dict[str, float]:

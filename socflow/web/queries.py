@@ -139,6 +139,7 @@ class CasePage:
     notes: list[NoteView]  # the primary note first: the one a decision waits on, else the default kind
     rationale: str | None
     analyst_labels: dict[str, Any] | None
+    calibration: str | None  # whether the confidence is calibrated, from the assessment's audit event
     active_runs: bool
     runs: list[RunOut] = field(default_factory=list)
 
@@ -209,6 +210,7 @@ def case_page(session: Session, case_id: int) -> CasePage:
         evidence=evidence,
         notes=views,
         rationale=(assessed.data.get("rationale") if assessed else None),
+        calibration=(assessed.data.get("calibration") if assessed else None),
         analyst_labels=(labelled.data if labelled else None),
         active_runs=any(r.status in {s.value for s in ACTIVE_RUN_STATUSES} for r in detail.runs),
         runs=list(reversed(detail.runs)),

@@ -134,6 +134,9 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
             }
         else:
             labels = {f"E{i}": e.evidence_id for i, e in enumerate(evidence[:25], start=1)}
+            calibration = ctx.deps.calibration
+            if calibration is not None:
+                scores = calibration.apply(scores)
             assessment = {
                 "verdict": answer.verdict.value,
                 "priority": answer.priority.value,
@@ -141,6 +144,7 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
                 "evidence": [labels[x] for x in answer.evidence if x in labels],
                 "confidence": round(float(scores.get(answer.verdict, 0.0)), 4),
                 "scores": {k: round(float(v), 4) for k, v in scores.items()},
+                "calibration": calibration.describe() if calibration is not None else "uncalibrated",
                 "valid": True,
             }
     with step_writes(runtime) as tx:
@@ -151,6 +155,7 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
             priority=assessment["priority"],
             actor=ACTOR,
             rationale=assessment["rationale"],
+            calibration=assessment.get("calibration"),
         )
         update: TriageState = {"assessment": assessment}
         return tx.done(update)

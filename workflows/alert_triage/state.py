@@ -20,7 +20,8 @@ class AssessmentState(TypedDict, total=False):
     confidence: float | None  # from label log-likelihoods, never a number the model writes
     evidence: list[str]  # evidence ids the verdict rests on
     rationale: str
-    scores: dict[str, float]
+    scores: dict[str, float]  # the label scores the confidence was read from (calibrated when it says so)
+    calibration: str  # "uncalibrated", or the temperature and how many items it was fitted on
     valid: bool  # False: the fallback (no model, or its answer failed twice)
 
 
