@@ -133,7 +133,7 @@ def test_hostile_files_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(InputError, match="not JSON"):
         (tmp_path / "x.json").write_text("{nope")
         parse_file(tmp_path / "x.json", "auto", source="s")
-    with pytest.raises(InputError, match="not a STIX 2.1 bundle"):
+    with pytest.raises(InputError, match=r"not a STIX 2\.1 bundle"):
         parse_stix({"type": "bundle", "objects": "no"}, source="s")
 
 

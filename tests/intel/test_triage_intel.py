@@ -73,7 +73,12 @@ def _model(verdict: str = "true_positive") -> ScriptedModel:
         [
             ScriptRule(first_candidate, node="map_attack", method="choose"),
             ScriptRule(
-                {"verdict": verdict, "priority": "medium", "rationale": "Known C2 address.", "evidence": ["E1"]},
+                {
+                    "verdict": verdict,
+                    "priority": "medium",
+                    "rationale": "Known C2 address.",
+                    "evidence": ["E1"],
+                },
                 node="assess_case",
                 method="generate_structured",
             ),
@@ -135,9 +140,10 @@ def test_loaded_feeds_become_cited_evidence_on_a_triaged_case(settings: Settings
     evidence_line = next(line for line in body.splitlines() if stix_item.evidence_id in line)
     label = re.match(r"- \[(E\d+)\]", evidence_line)
     assert label and f"[{label.group(1)}]" in body.split("## Evidence")[0]
-    assert runner.registry.get("alert_triage").read_state(runner.db_url, result.run_id)["draft"][
-        "status"
-    ] == "valid"
+    assert (
+        runner.registry.get("alert_triage").read_state(runner.db_url, result.run_id)["draft"]["status"]
+        == "valid"
+    )
     # Policy: the best match (90 >= 80) lifts the model's "medium" to critical, audited with the reason.
     assert case.priority == "critical"
     assert audit[-1]["priority"] == "critical" and "raise_priority rule 0" in audit[-1]["rationale"]
