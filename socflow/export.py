@@ -15,8 +15,9 @@
   ``external_references`` entry ``{source_name: mitre-attack, external_id: T…}`` and its tactics as
   ``kill_chain_phases``; a ``report`` for the case referencing all of them (labels carry status,
   severity, priority and verdict); and each note as a STIX ``note`` whose ``content`` is its current
-  revision, referencing the report and the objects. Ids of the report, note, identity, hosts and attack-patterns are UUIDv5 names (re-exports
-  agree); SCO ids are the spec's deterministic ids (process ids excepted: the spec gives them none).
+  revision, referencing the report and the objects. Ids of the report, note, identity, hosts and
+  attack-patterns are UUIDv5 names (re-exports agree); SCO ids are the spec's deterministic ids (process
+  ids excepted: the spec gives them none).
   Nothing custom: ``stix2.parse`` reads the bundle back strictly.
 """
 
