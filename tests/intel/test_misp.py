@@ -88,3 +88,24 @@ def test_a_wrong_key_is_an_error_that_never_shows_the_key() -> None:
         with pytest.raises(RemoteHTTPError) as info:
             misp.lookup(IndicatorType.ip, "203.0.113.77")
         assert info.value.status_code == 403 and "wrong-key-123" not in str(info.value)
+
+
+def test_evidence_provider_adds_misp_matches_and_survives_a_down_misp(sqlite_url: str) -> None:
+    from socflow.db import make_engine, session_factory
+    from socflow.evidence import CaseContext
+    from socflow.testing import CaseFactory, alert
+    from tools.intel.evidence import IntelEvidence
+
+    factory = session_factory(make_engine(sqlite_url))
+    case_id = CaseFactory(factory).case(alert("Beacon", hosts=["WS1"], ips=["203.0.113.77", "10.0.0.1"]))
+    context = CaseContext(case_id=case_id)
+    with serve_misp_double(MispTestDouble(KEY, ATTRIBUTES)) as double:
+        misp = MispProvider(MispConfig(url=double.url, api_key=KEY))
+        items = IntelEvidence(factory, misp=misp).evidence(context, limit=10)
+        assert [(i.kind, i.backend, i.data["value"], i.data["sources"]) for i in items] == [
+            ("threat_intel", "misp", "203.0.113.77", ["misp"])
+        ]
+        assert "Campaign X - C2" in items[0].summary and items[0].data["max_confidence"] == 60
+        assert {r["body"]["value"] for r in double.requests} == {"203.0.113.77", "10.0.0.1"}
+        down = MispProvider(MispConfig(url=double.url, api_key="revoked-key"))
+        assert IntelEvidence(factory, misp=down).evidence(context, limit=10) == []  # logged, not raised
