@@ -10,13 +10,18 @@ import pytest
 from socflow.errors import InputError
 from tools.intel import formats
 from tools.intel.formats import detect_format, parse_csv, parse_file, parse_stix
-from tools.intel.indicators import IndicatorType, guess_type, normalize
+from tools.intel.indicators import IndicatorIn, IndicatorType, guess_type, normalize
 
 DATA = Path(__file__).parent / "data"
 
 
 def _pairs(report: formats.ParseReport) -> set[tuple[str, str]]:
-    return set(report.indicators)
+    return {(kind, value) for kind, value, _ in report.indicators}
+
+
+def _one(report: formats.ParseReport, kind: str, value: str) -> IndicatorIn:
+    (found,) = [i for (k, v, _), i in report.indicators.items() if (k, v) == (kind, value)]
+    return found
 
 
 def test_stix_bundle_indicators_and_observables() -> None:
@@ -31,7 +36,7 @@ def test_stix_bundle_indicators_and_observables() -> None:
         ("ip", "198.51.100.23"),  # an ipv4-addr observable
         ("domain", "update-check.example.net"),  # a domain-name observable, normalized
     }
-    c2 = report.indicators[("ip", "203.0.113.77")]
+    c2 = _one(report, "ip", "203.0.113.77")
     assert c2.confidence == 85 and c2.source == "cert"
     assert c2.external_id == "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"
     assert c2.description == "Cobalt Strike team server - C2 server seen in the April campaign"
@@ -39,7 +44,7 @@ def test_stix_bundle_indicators_and_observables() -> None:
     # A sigma-typed indicator and a malformed pattern are skipped with a reason, never stored.
     assert report.skipped == 2
     assert any("pattern_type sigma" in r for r in report.reasons)
-    assert not any(v == "198.51.100.1" for _, v in report.indicators)
+    assert not any(v == "198.51.100.1" for _, v, _ in report.indicators)
 
 
 def test_stix_only_equality_comparisons_count() -> None:
@@ -57,12 +62,23 @@ def test_stix_only_equality_comparisons_count() -> None:
                 " OR [ipv4-addr:value = '10.0.0.0/8']",
                 "pattern_type": "stix",
                 "valid_from": "2024-05-01T10:00:00Z",
-            }
+            },
+            {
+                "type": "indicator",
+                "spec_version": "2.1",
+                "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd41",
+                "created": "2024-05-01T10:00:00.000Z",
+                "modified": "2024-05-02T10:00:00.000Z",
+                "pattern": "[ipv4-addr:value = '10.7.7.7']",
+                "pattern_type": "stix",
+                "valid_from": "2024-05-01T10:00:00Z",
+                "revoked": True,
+            },
         ],
     }
     report = parse_stix(bundle, source="s")
     assert _pairs(report) == {("ip", "10.9.9.9")}  # != is not a match; a CIDR is not an address
-    assert report.skipped == 1
+    assert report.skipped == 2 and any("revoked" in r for r in report.reasons)
 
 
 def test_misp_event_to_ids_attributes_and_objects() -> None:
@@ -75,11 +91,11 @@ def test_misp_event_to_ids_attributes_and_objects() -> None:
         ("hash", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
         ("email", "billing@invoices-now.example"),
     }
-    rdp = report.indicators[("ip", "192.0.2.66")]
+    rdp = _one(report, "ip", "192.0.2.66")
     assert rdp.confidence == 90  # threat level 1 (high)
     assert rdp.description == "Ransomware operator infrastructure - RDP brute-force source"
     assert "tlp:amber" in rdp.tags and "misp:Network activity" in rdp.tags
-    assert "phishing" in report.indicators[("email", "billing@invoices-now.example")].tags
+    assert "phishing" in _one(report, "email", "billing@invoices-now.example").tags
     # to_ids false, an invalid IP and an unsupported type are skipped.
     assert report.skipped == 3
     assert ("ip", "192.0.2.99") not in report.indicators
@@ -89,7 +105,7 @@ def test_misp_feed_folder_with_manifest_ignores_path_entries() -> None:
     report = parse_file(DATA / "misp-feed", "auto", source="feed")
     assert report.format == "misp"
     assert _pairs(report) == {("ip", "2001:db8::dead:beef"), ("url", "https://scan.example.org/probe?id=1")}
-    assert report.indicators[("url", "https://scan.example.org/probe?id=1")].confidence == 30
+    assert _one(report, "url", "https://scan.example.org/probe?id=1").confidence == 30
     assert any("not an event uuid" in r for r in report.reasons)
 
 
@@ -101,9 +117,9 @@ def test_csv_with_header() -> None:
         ("domain", "evil-updates.example"),
         ("hash", "44d88612fea8a8f36de82e1278abb02f"),
     }
-    assert report.indicators[("ip", "203.0.113.5")].source == "abuse-list"  # the row's source column
-    assert report.indicators[("domain", "evil-updates.example")].source == "lists"  # else --source
-    assert report.indicators[("ip", "203.0.113.5")].tags == ["scanner", "ssh"]
+    assert _one(report, "ip", "203.0.113.5").source == "abuse-list"  # the row's source column
+    assert _one(report, "domain", "evil-updates.example").source == "lists"  # else --source
+    assert _one(report, "ip", "203.0.113.5").tags == ["scanner", "ssh"]
     assert report.skipped == 2
 
 
@@ -128,7 +144,7 @@ def test_hostile_files_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     report = parse_csv(many, source="s")
     assert len(report.indicators) == 2 and report.truncated
     long_desc = "value,type,description\n10.0.0.1,ip," + "A\x00" * 5000 + "\n"
-    item = parse_csv(long_desc, source="s").indicators[("ip", "10.0.0.1")]
+    item = _one(parse_csv(long_desc, source="s"), "ip", "10.0.0.1")
     assert item.description is not None and len(item.description) == 500 and "\x00" not in item.description
     with pytest.raises(InputError, match="not JSON"):
         (tmp_path / "x.json").write_text("{nope")
