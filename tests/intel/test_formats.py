@@ -153,6 +153,12 @@ def test_hostile_files_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         parse_stix({"type": "bundle", "objects": "no"}, source="s")
 
 
+def test_deeply_nested_json_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(InputError, match="nested too deeply"):
+        parse_file(tmp_path / "deep.json", "misp", source="s")
+
+
 def test_detect_format_and_type_guessing(tmp_path: Path) -> None:
     assert detect_format(DATA / "bundle.json") == "stix"
     assert detect_format(DATA / "misp_event.json") == "misp"

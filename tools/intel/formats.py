@@ -135,6 +135,8 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise InputError(f"not JSON ({exc.__class__.__name__})", field=str(path)) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply", field=str(path)) from None
 
 
 def _read_text(path: Path) -> str:

@@ -139,7 +139,7 @@ class MispProvider:
             raise RemoteError(f"misp: the answer is over {MAX_RESPONSE_BYTES} bytes")
         try:
             answer = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RemoteError("misp: the answer is not JSON") from None
         found = [i for i in _indicators(answer) if (i.type, i.value) == (kind, value)]
         with self._lock:
