@@ -237,7 +237,7 @@ def observable_sco(kind: str, value: str) -> Any:
     return None
 
 
-def technique_pattern(case_id: int, technique: dict[str, Any]) -> Any:
+def technique_pattern(technique: dict[str, Any]) -> Any:
     tid = technique["technique_id"]
     return stix2.v21.AttackPattern(
         id=_sid("attack-pattern", "mitre-attack", tid),
@@ -276,7 +276,7 @@ def case_bundle(doc: dict[str, Any]) -> Any:
             scos.setdefault(sco.id, sco)
     patterns: dict[str, Any] = {}
     for t in doc["techniques"]:
-        ap = technique_pattern(case_id, t)
+        ap = technique_pattern(t)
         patterns.setdefault(ap.id, ap)
     refs = [*scos, *patterns] or [identity.id]
     labels = [f"{k}:{case[k]}" for k in ("status", "severity", "priority", "verdict") if case[k]]
