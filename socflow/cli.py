@@ -31,6 +31,7 @@ from socflow.decisions import AmbiguousDecision, submit_decision
 from socflow.doors import door_ingest
 from socflow.enums import CaseStatus
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
+from socflow.export import ExportFormat, export_case
 from socflow.hitl import Action, Decision
 from socflow.ingest import IngestService, parse_ndjson, parse_payload
 from socflow.model.cli import app as model_app
@@ -46,7 +47,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
-cases_app = typer.Typer(help="Inspect cases.", no_args_is_help=True)
+cases_app = typer.Typer(help="Inspect and export cases.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cases_app, name="cases")
 app.add_typer(workflow_app, name="workflow", help="Graph workflows: list, graph, run, new.")
@@ -305,6 +306,31 @@ def cases_show(case_id: int, as_json: json_option = False) -> None:
                 ev.at.isoformat(timespec="seconds"), ev.actor, ev.action, f"{ev.entity_type}:{ev.entity_id}"
             )
         console.print(audit)
+
+
+@cases_app.command("export")
+def cases_export(
+    case_id: Annotated[int, typer.Argument(help="The case to export.")],
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="json, markdown, or a STIX 2.1 bundle (stix).")
+    ] = "json",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to FILE instead of standard output.")
+    ] = None,
+) -> None:
+    """Export one case as JSON, Markdown or a STIX 2.1 bundle (docs/intel.md)."""
+    settings = _settings()
+    with _factory(settings)() as session:
+        try:
+            result = export_case(session, case_id, fmt)
+        except NotFoundError as exc:
+            raise _fail(str(exc), 1) from exc
+    if output is None:
+        sys.stdout.write(result.content)
+        sys.stdout.flush()
+        return
+    output.write_text(result.content, encoding="utf-8")
+    err.print(f"wrote {output} ({fmt}, {len(result.content)} characters)", highlight=False, markup=False)
 
 
 @app.command()

@@ -13,6 +13,10 @@ never text the model or the alert wrote — and the facts come from places a sen
   (``rules: [rule-id]``) takes the alert's severity as the bound source mapped it (the vendor severity
   map of ``socflow.normalize``). The sender's field alone never decides: an unbound sender never passes.
 - **injection**: no alert of the case may carry an injection flag (``socflow.injection``).
+- **intel_match**: an observable of the case matched a threat-intel indicator (evidence of kind
+  ``threat_intel``, written by the intel evidence provider from the indicator store or MISP, never from
+  alert or model text). A case with a match never auto-closes, and ``raise_priority`` rules lift its
+  priority (never lower it) when the best match's confidence is at least ``min_intel_confidence``.
 
 Example file::
 
@@ -23,20 +27,28 @@ Example file::
         min_confidence: 0.9
         rules:                          # engineer-maintained allow-list of rule ids for that source
           sample-schtasks: low          # the severity the policy assigns to this rule
+    raise_priority:
+      - when: intel_match               # an observable matched a threat-intel indicator
+        min_intel_confidence: 50        # the best match's confidence (0-100; unknown counts as 0)
+        priority: high                  # the case's priority is at least this
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from socflow.enums import Severity, Verdict
+from socflow.enums import Priority, Severity, Verdict
 from socflow.errors import ConfigError
-from socflow.tables import Alert, Case
+from socflow.tables import Alert, Case, Evidence
+
+INTEL_EVIDENCE_KIND = "threat_intel"  # the evidence kind of threat-intel matches (tools.intel.evidence)
+PRIORITY_ORDER = [Priority.low, Priority.medium, Priority.high, Priority.critical]
 
 
 class AutoCloseRule(BaseModel):
@@ -58,10 +70,19 @@ class AutoCloseRule(BaseModel):
         return value
 
 
+class RaisePriorityRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    when: Literal["intel_match"] = Field(description="the fact that raises the priority")
+    min_intel_confidence: int = Field(default=0, ge=0, le=100)
+    priority: Priority
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     auto_close: list[AutoCloseRule] = Field(default_factory=list)
+    raise_priority: list[RaisePriorityRule] = Field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | None) -> Policy:
@@ -93,11 +114,15 @@ class CaseFacts(BaseModel):
     rule_ids: list[str]
     alerts: list[AlertFacts] = Field(default_factory=list)
     injection: bool = False
+    intel_match: bool = False
+    intel_confidence: int | None = Field(default=None, description="the best match's confidence (0-100)")
 
 
 class PolicyDecision(BaseModel):
     auto_close: bool
     reason: str
+    priority: Priority | None = Field(default=None, description="the least priority the case must have")
+    priority_reason: str | None = None
 
 
 def case_facts(
@@ -113,6 +138,13 @@ def case_facts(
             .where(Alert.case_id == case_id)
             .order_by(Alert.id)
         ).all()
+        intel = [
+            d.get("max_confidence") if isinstance(d, dict) else None
+            for d in session.scalars(
+                select(Evidence.data).where(Evidence.case_id == case_id, Evidence.kind == INTEL_EVIDENCE_KIND)
+            )
+        ]
+        confidences = [int(c) for c in intel if isinstance(c, int | float) and 0 <= c <= 100]
         return CaseFacts(
             severity=Severity(case.severity),
             verdict=verdict,
@@ -129,6 +161,8 @@ def case_facts(
                 for r in rows
             ],
             injection=bool(case.injection_flag),
+            intel_match=bool(intel),
+            intel_confidence=max(confidences) if confidences else None,
         )
 
 
@@ -138,6 +172,8 @@ def _refusal(rule: AutoCloseRule, facts: CaseFacts) -> str | None:
         return "an alert of the case is flagged as a prompt-injection attempt"
     if not facts.alerts:
         return "no alert facts"
+    if facts.intel_match:
+        return "an observable of the case matched a threat-intel indicator"
     if facts.verdict not in rule.verdicts:
         return f"verdict {facts.verdict} is not auto-closed"
     if facts.confidence < rule.min_confidence:
@@ -155,7 +191,24 @@ def _refusal(rule: AutoCloseRule, facts: CaseFacts) -> str | None:
     return None
 
 
+def raised_priority(policy: Policy, facts: CaseFacts) -> tuple[Priority, str] | None:
+    """The highest priority a ``raise_priority`` rule gives the case, and why (``None``: no rule applies)."""
+    best: tuple[Priority, str] | None = None
+    for i, rule in enumerate(policy.raise_priority):
+        confidence = facts.intel_confidence or 0
+        applies = rule.when == "intel_match" and facts.intel_match and confidence >= rule.min_intel_confidence
+        if applies and (best is None or priority_rank(rule.priority) > priority_rank(best[0])):
+            best = (
+                rule.priority,
+                f"raise_priority rule {i}: threat-intel match at confidence {confidence} >= "
+                f"{rule.min_intel_confidence}",
+            )
+    return best
+
+
 def decide(policy: Policy, facts: CaseFacts) -> PolicyDecision:
+    raised = raised_priority(policy, facts)
+    priority = {"priority": raised[0], "priority_reason": raised[1]} if raised else {}
     reasons: list[str] = []
     for i, rule in enumerate(policy.auto_close):
         why = _refusal(rule, facts)
@@ -165,7 +218,16 @@ def decide(policy: Policy, facts: CaseFacts) -> PolicyDecision:
                 reason=f"auto_close rule {i} ({rule.source}): {facts.verdict} at confidence "
                 f"{facts.confidence:.2f}, rules allowlisted, severity <= {rule.max_severity}, "
                 "senders bound to the source, no injection flag",
+                **priority,
             )
         reasons.append(f"rule {i}: {why}")
     detail = "; ".join(reasons) if reasons else "no auto-close rule"
-    return PolicyDecision(auto_close=False, reason=f"needs approval: {detail}"[:1000])
+    return PolicyDecision(auto_close=False, reason=f"needs approval: {detail}"[:1000], **priority)
+
+
+def priority_rank(priority: Priority | str | None) -> int:
+    """The order of priorities (``None`` or an unknown value: below low)."""
+    try:
+        return PRIORITY_ORDER.index(Priority(priority)) if priority else -1
+    except ValueError:
+        return -1

@@ -345,6 +345,20 @@ class DetectionSettings(_Group):
         return value
 
 
+class IntelSettings(_Group):
+    """Threat-intel enrichment (docs/intel.md): the local indicator store is matched when ``enabled``; the
+    MISP provider is off until ``misp_url`` and ``misp_api_key`` are both set."""
+
+    enabled: bool = True
+    misp_url: str = ""
+    misp_api_key: SecretStr = SecretStr("")
+    misp_verify: bool = True
+    misp_ca_bundle: str = ""
+    misp_timeout: float = Field(default=10.0, gt=0, le=120)
+    misp_cache_ttl_seconds: float = Field(default=3600.0, ge=0)
+    misp_max_requests_per_minute: int = Field(default=60, ge=1, le=10_000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOCFLOW_",
@@ -376,6 +390,7 @@ class Settings(BaseSettings):
     detection: DetectionSettings = Field(default_factory=DetectionSettings)
     # -- notify --
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    intel: IntelSettings = Field(default_factory=IntelSettings)
 
     @classmethod
     def settings_customise_sources(

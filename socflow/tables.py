@@ -403,3 +403,27 @@ class SuppressionProposal(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decided_by: Mapped[str | None] = mapped_column(String(200))
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+# -- intel --
+class Indicator(Base):
+    """A threat-intel indicator loaded from a feed file (STIX 2.1, MISP, CSV) or cached from a provider:
+    its type (an ``ObservableType`` value) and normalized value, per source (revision 0016)."""
+
+    __tablename__ = "indicators"
+    __table_args__ = (
+        UniqueConstraint("type", "value", "source", name="uq_indicators_type_value_source"),
+        Index("ix_indicators_type_value", "type", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(512))
+    source: Mapped[str] = mapped_column(String(100), index=True)
+    confidence: Mapped[int | None] = mapped_column(Integer)  # 0-100, as STIX; None: the feed gave none
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    external_id: Mapped[str | None] = mapped_column(String(200))  # STIX id, MISP attribute uuid
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

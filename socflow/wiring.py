@@ -40,11 +40,12 @@ from socflow.runqueue import RunQueue
 from socflow.schemas import now_utc
 from socflow.sdk import Deps
 from socflow.services import Services, Sweeper
-from socflow.settings import Settings, SiemSettings
+from socflow.settings import IntelSettings, Settings, SiemSettings
 from socflow.sweep import LocalSweeper
 
 if TYPE_CHECKING:
     from tools.attack.catalog import AttackCatalog
+    from tools.intel.misp import MispProvider
     from tools.siem.backend import SiemBackend
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,14 @@ _UNSET = _Unset()
 def cli_groups() -> list[tuple[str, typer.Typer, str]]:
     """Command groups contributed by tools and workers: (name, app, help)."""
     from tools.attack.cli import app as attack_app
+    from tools.intel.cli import app as intel_app
     from tools.siem.cli import app as siem_app
     from workers.cli import make_worker_cli
 
     return [
         ("attack", attack_app, "MITRE ATT&CK: catalog info, lookup, text-to-technique mapping."),
         ("siem", siem_app, "The SIEM: load logs, hunt with Sigma, detect alerts, query events."),
+        ("intel", intel_app, "Threat intel: load STIX/MISP/CSV indicator files, list, match values."),
         (
             "worker",
             make_worker_cli(build_services, build_jobs),
@@ -94,17 +97,46 @@ def build_siem(settings: SiemSettings) -> SiemBackend:
 
 
 def build_evidence_providers(
-    siem: SiemBackend | None, settings: SiemSettings | None = None
+    siem: SiemBackend | None,
+    settings: SiemSettings | None = None,
+    *,
+    factory: sessionmaker[Session] | None = None,
+    intel: IntelSettings | None = None,
 ) -> tuple[EvidenceProvider, ...]:
     """The evidence providers of ``gather_evidence`` steps, in order: the SIEM lookup first, then (with the
-    embedded store) the detections the rule pack raised on the case's hosts and users."""
+    embedded store) the detections the rule pack raised on the case's hosts and users, then (with a
+    database and ``intel.enabled``) the threat-intel matches of the case's observables."""
     from tools.siem.evidence import SiemEvidenceProvider
     from tools.siem.related import RelatedDetections
 
     providers: list[EvidenceProvider] = [SiemEvidenceProvider(siem)] if siem is not None else []
     if settings is not None and settings.backend == "embedded":
         providers.append(RelatedDetections(Path(settings.path), rule_titles()))
+    if factory is not None and intel is not None and intel.enabled:
+        from tools.intel.evidence import IntelEvidence
+
+        providers.append(IntelEvidence(factory, misp=build_misp(intel)))
     return tuple(providers)
+
+
+def build_misp(settings: IntelSettings) -> MispProvider | None:
+    """The MISP provider (``tools.intel.misp.MispProvider``) when a URL and an API key are configured."""
+    key = settings.misp_api_key.get_secret_value()
+    if not settings.misp_url or not key:
+        return None
+    from tools.intel.misp import MispConfig, MispProvider
+
+    return MispProvider(
+        MispConfig(
+            url=settings.misp_url,
+            api_key=key,
+            verify=settings.misp_verify,
+            ca_bundle=settings.misp_ca_bundle,
+            timeout=settings.misp_timeout,
+            cache_ttl_seconds=settings.misp_cache_ttl_seconds,
+            max_requests_per_minute=settings.misp_max_requests_per_minute,
+        )
+    )
 
 
 @lru_cache(maxsize=1)
@@ -190,7 +222,7 @@ def build_deps(
         attack=build_attack_catalog(),
         policy=Policy.load(settings.policy.file),
         clock=now_utc,
-        evidence=build_evidence_providers(the_siem, settings.siem),
+        evidence=build_evidence_providers(the_siem, settings.siem, factory=factory, intel=settings.intel),
         calibration=build_calibration(settings, client),
     )
 

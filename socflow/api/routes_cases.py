@@ -1,10 +1,10 @@
-"""``/api/v1/cases``: the queue, a case with everything behind it, assignment, merge, decisions."""
+"""``/api/v1/cases``: the queue, a case with everything behind it, assignment, merge, decisions, export."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from socflow.auth import Principal, Role
 from socflow.decisions import submit_decision
 from socflow.enums import CaseStatus, Severity, Verdict
 from socflow.errors import ConflictError
+from socflow.export import ExportFormat, export_case
 from socflow.store import CaseStore
 from socflow.tables import Case, Note, WorkflowRun
 
@@ -101,6 +102,34 @@ def get_case(
     case_id: RowId, _: Principal = allow(Role.analyst, Role.engineer), session: Session = Depends(db)
 ) -> CaseDetail:
     return case_detail(session, case_id)
+
+
+EXPORT_CONTENT = {
+    "application/json": {"schema": {"type": "object"}},
+    "text/markdown": {"schema": {"type": "string"}},
+    "application/stix+json": {"schema": {"type": "object"}},
+}
+
+
+@router.get(
+    "/{case_id}/export",
+    response_class=Response,
+    responses={200: {"description": "the case as a file (an attachment)", "content": EXPORT_CONTENT}},
+)
+def export(
+    case_id: RowId,
+    fmt: Annotated[ExportFormat, Query(alias="format")] = "json",
+    _: Principal = allow(Role.analyst),
+    session: Session = Depends(db),
+) -> Response:
+    """The case as JSON, Markdown or a STIX 2.1 bundle (``socflow.export``; the same as
+    ``socflow cases export``)."""
+    result = export_case(session, case_id, fmt)
+    return Response(
+        result.content,
+        media_type=result.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{result.filename}"'},
+    )
 
 
 @router.patch("/{case_id}", response_model=CaseOut)

@@ -25,6 +25,7 @@ from socflow.checkpoints import open_checkpointer
 from socflow.decisions import DecisionNotAllowed
 from socflow.enums import Severity, Verdict
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
+from socflow.export import FORMATS, export_case
 from socflow.graph_svg import graph_shape, render_svg, run_path
 from socflow.schemas import now_utc
 from socflow.soc_metrics import RANGES, TimeRange, soc_metrics
@@ -431,6 +432,23 @@ async def edit_preview(request: Request, case_id: int) -> Response:
         body=after,
         diff_lines=diff.splitlines(),
         changed=before != after,
+    )
+
+
+@router.get("/cases/{case_id}/export")
+def export_download(request: Request, case_id: int, format: str = "json") -> Response:
+    """The case as a download (JSON, Markdown or a STIX 2.1 bundle): the API's export, for the session."""
+    need(request, *ACT_ROLES)
+    if format not in FORMATS:
+        return error_page(request, 400, f"format must be one of {', '.join(FORMATS)}")
+    with services(request).factory() as session:
+        try:
+            result = export_case(session, case_id, format)
+        except NotFoundError as exc:
+            return error_page(request, 404, str(exc))
+    disposition = f'attachment; filename="{result.filename}"'
+    return Response(
+        result.content, media_type=result.media_type, headers={"Content-Disposition": disposition}
     )
 
 

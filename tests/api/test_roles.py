@@ -85,6 +85,10 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/v1/alerts/{alert_id}"): lambda w, c: (f"/api/v1/alerts/{w.alert_id(c, w.case())}", None),
     ("GET", "/api/v1/cases"): lambda w, c: ("/api/v1/cases?status=new", None),
     ("GET", "/api/v1/cases/{case_id}"): lambda w, c: (f"/api/v1/cases/{w.case()}", None),
+    ("GET", "/api/v1/cases/{case_id}/export"): lambda w, c: (
+        f"/api/v1/cases/{w.case()}/export?format=stix",
+        None,
+    ),
     ("PATCH", "/api/v1/cases/{case_id}"): lambda w, c: (f"/api/v1/cases/{w.case()}", {"assignee": "ana"}),
     ("POST", "/api/v1/cases/{case_id}/merge"): lambda w, c: (
         f"/api/v1/cases/{w.case()}/merge",

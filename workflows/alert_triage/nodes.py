@@ -18,7 +18,7 @@ from socflow.errors import ModelError, StructuredOutputError, TransientError
 from socflow.evidence import case_context, collect_evidence
 from socflow.hitl import Outcome, apply_note_decision, request_approval
 from socflow.outbox import enqueue_writeback
-from socflow.policy import case_facts, decide
+from socflow.policy import case_facts, decide, priority_rank
 from socflow.schemas import TechniqueRecord
 from socflow.sdk import RunContext, TechniqueState, technique_state
 from socflow.steps import run_step, step_writes
@@ -172,7 +172,19 @@ def apply_policy(state: TriageState, runtime: Runtime[RunContext]) -> TriageStat
         confidence=a.get("confidence") or 0.0,
     )
     decision = decide(ctx.deps.policy, facts)
-    return {"policy": {"auto_close": decision.auto_close, "reason": decision.reason}}
+    with step_writes(runtime) as tx:
+        case = tx.store.get_case(state["case_id"])
+        if decision.priority is not None and priority_rank(decision.priority) > priority_rank(case.priority):
+            tx.store.set_assessment(  # policy lifts the priority (a threat-intel match); never lowers it
+                case.id,
+                verdict=case.verdict or a["verdict"],
+                confidence=case.confidence,
+                priority=decision.priority.value,
+                actor=ACTOR,
+                rationale=decision.priority_reason,
+            )
+        update: TriageState = {"policy": {"auto_close": decision.auto_close, "reason": decision.reason}}
+        return tx.done(update)
 
 
 def route_after_apply_policy(state: TriageState) -> Literal["draft_note", "finalize_case"]:
