@@ -13,6 +13,8 @@ delivered later with retries, so a target that is down loses nothing and never b
   per attempt, capped) when the target is unreachable, rate-limited or failing (5xx); ``failed`` on a
   refusal (other 4xx) or after ``SOCFLOW_WRITEBACK__MAX_ATTEMPTS``; ``skipped`` when no target of that kind
   is configured. ``last_error`` keeps the reason (credentials redacted).
+- Approved response actions (``socflow.actions``) are rows of target ``action``, run by
+  ``socflow.actions.records.ActionTarget`` through their connector (never the write-back webhook).
 - :func:`retry` makes failed or skipped rows pending again (``socflow outbox retry``, the API, the UI).
 """
 
@@ -29,6 +31,8 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow.actions.catalog import Catalog
+from socflow.actions.records import ActionTarget
 from socflow.db import make_engine, session_factory
 from socflow.enums import Verdict
 from socflow.http import RemoteError
@@ -188,11 +192,13 @@ def deliver_outbox(
     factory = factory or session_factory(make_engine(settings.database.url))
     wb = settings.writeback
     built = targets is None
-    active: Mapping[str, Target] = build_targets(wb, transport=transport) if targets is None else targets
+    active: dict[str, Target] = dict(build_targets(wb, transport=transport) if targets is None else targets)
+    if "action" not in active:  # approved response actions (socflow.actions): always this target
+        active["action"] = ActionTarget(factory, Catalog.load(settings.actions.file), transport=transport)
     report = DeliveryReport()
     try:
         for row in _claim(factory, clock(), limit):
-            target = active.get(row.target) or active.get("webhook")
+            target = active.get(row.target) or (active.get("webhook") if row.target != "action" else None)
             error: str | None = None
             status = OutboxStatus.delivered
             attempts = row.attempts + 1

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import TypedDict
 
+from socflow.actions.catalog import Catalog
 from socflow.checkpoints import open_checkpointer
 from socflow.enums import DEFAULT_NOTE_KIND
 from socflow.evidence import EvidenceProvider
@@ -73,6 +74,7 @@ class Deps:
     policy: Policy
     clock: Callable[[], datetime]
     evidence: tuple[EvidenceProvider, ...] = ()
+    actions: Catalog = field(default_factory=Catalog.empty)  # the enabled response actions
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow.actions.catalog import Catalog
 from socflow.db import make_engine, session_factory
 from socflow.dispatch import Dispatcher, InlineDispatcher, NullDispatcher, ThreadDispatcher
 from socflow.errors import SiemError
@@ -186,6 +187,7 @@ def build_deps(
         policy=Policy.load(settings.policy.file),
         clock=now_utc,
         evidence=build_evidence_providers(the_siem, settings.siem),
+        actions=Catalog.load(settings.actions.file),
     )
 
 
