@@ -501,7 +501,7 @@ class CaseStore:
             data={"action": action, **(detail or {})},
         )
 
-    @mutation("action.event")
+    @mutation("action.*")
     def audit_action(
         self, case_id: int, event: str, *, actor: str, entity_id: Any, data: dict[str, Any]
     ) -> AuditEvent:

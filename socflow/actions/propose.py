@@ -3,9 +3,10 @@
 The model sees the enabled catalog (ids and target types), the case's evidence as ``[E#]`` and its own
 observables as ``[O#]``, all inside the untrusted-text fence, and answers ``ActionProposals``: catalog ids
 (an enum), observable labels as targets (``O3``, never a value it writes) and evidence labels. Without a
-model, or when its answer is invalid twice, a deterministic rule proposes each
-enabled action on every case observable of its target type that some evidence item mentions, citing those
-items (a valid model answer that proposes nothing is kept: nothing is proposed). Proposals are made only for a ``true_positive`` verdict.
+model, or when its answer is invalid twice, a deterministic rule proposes each enabled action on every
+case observable of its target type that some evidence item mentions, citing those items (a valid model
+answer that proposes nothing is kept: nothing is proposed). Proposals are made only for a
+``true_positive`` verdict.
 
 What comes back is checked here again: a label that names no observable, or an observable of the wrong
 type for the action, is dropped; an action the catalog does not enable is kept as a *refusal* (the caller
