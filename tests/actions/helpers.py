@@ -88,7 +88,9 @@ def http_receiver() -> Iterator[HttpReceiver]:
         server.server_close()
 
 
-def catalog_file(tmp: Path, hook_url: str, actions: tuple[str, ...] = ("isolate_host", "disable_user")) -> Path:
+def catalog_file(
+    tmp: Path, hook_url: str, actions: tuple[str, ...] = ("isolate_host", "disable_user")
+) -> Path:
     path = tmp / "actions.yaml"
     lines = [
         "connectors:",
@@ -139,5 +141,10 @@ MALICIOUS_ALERT: dict[str, Any] = {
     "severity": "critical",
     "description": "mimikatz.exe ran on host WS-ACME-07 as user jdoe and read lsass memory",
     "rule": {"id": "r-mimikatz", "name": "Mimikatz execution", "tags": ["attack.t1003.001"]},
-    "entities": {"hosts": ["WS-ACME-07"], "users": ["jdoe"], "ips": ["10.9.8.7"], "processes": ["mimikatz.exe"]},
+    "entities": {
+        "hosts": ["WS-ACME-07"],
+        "users": ["jdoe"],
+        "ips": ["10.9.8.7"],
+        "processes": ["mimikatz.exe"],
+    },
 }

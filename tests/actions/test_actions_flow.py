@@ -73,7 +73,9 @@ def test_approved_action_runs_through_the_signed_webhook_and_the_note_cites_it(
 ) -> None:
     settings = _settings(sqlite_url, tmp_path, catalog_file(tmp_path, receiver.url))
     model = proposing_model(
-        ("isolate_host", "host", "WS-ACME-07"), ("disable_user", "user", "jdoe"), ("block_ip", "ip", "10.9.8.7")
+        ("isolate_host", "host", "WS-ACME-07"),
+        ("disable_user", "user", "jdoe"),
+        ("block_ip", "ip", "10.9.8.7"),
     )
     case_id, services = _waiting_case(settings, model)
     run = services.runner.pending_runs(case_id)[0]
@@ -95,7 +97,10 @@ def test_approved_action_runs_through_the_signed_webhook_and_the_note_cites_it(
             f"/api/v1/cases/{case_id}/decision",
             json={
                 "action": "approve",
-                "items": [{"item_id": ISOLATE, "choice": "approve"}, {"item_id": DISABLE, "choice": "decline"}],
+                "items": [
+                    {"item_id": ISOLATE, "choice": "approve"},
+                    {"item_id": DISABLE, "choice": "decline"},
+                ],
             },
             headers=bearer(token),
         )
@@ -209,4 +214,67 @@ def test_rule_fallback_proposes_isolation_of_the_host_the_evidence_names(
     case_id, services = _waiting_case(settings, scripted())
     run = services.runner.pending_runs(case_id)[0]
     assert [i["item_id"] for i in run.pending_interrupt["items"]] == [ISOLATE]
+    services.close()
+
+
+def test_scripted_model_proposing_an_action_that_is_not_enabled_is_refused(
+    sqlite_url: str, tmp_path: Path, receiver: HttpReceiver
+) -> None:
+    """Only isolate_host is enabled; the model proposes block_ip and reset_credentials only."""
+    settings = _settings(sqlite_url, tmp_path, catalog_file(tmp_path, receiver.url, ("isolate_host",)))
+    model = proposing_model(("block_ip", "ip", "10.9.8.7"), ("reset_credentials", "user", "jdoe"))
+    case_id, services = _waiting_case(settings, model)
+    run = services.runner.pending_runs(case_id)[0]
+    assert "items" not in run.pending_interrupt  # nothing offered to the analyst
+    refused = _audit(settings, case_id, "action.refused")
+    assert sorted((e.data["action"], e.data["target"]) for e in refused) == [
+        ("block_ip", "10.9.8.7"),
+        ("reset_credentials", "jdoe"),
+    ]
+    assert all("not enabled" in e.data["reason"] for e in refused)
+    with services.factory() as session:
+        assert list_actions(session, case_id) == []
+    from socflow.decisions import submit_decision
+    from socflow.hitl import Decision
+
+    assert submit_decision(services.runner, case_id, Decision(action="approve", user="bob")).advanced
+    deliver_outbox(settings, factory=services.factory)
+    assert receiver.requests == []  # nothing executed
+    services.close()
+
+
+def test_cli_decides_each_action(sqlite_url: str, tmp_path: Path, receiver: HttpReceiver) -> None:
+    import os
+    import subprocess
+    import sys
+
+    catalog = catalog_file(tmp_path, receiver.url)
+    settings = _settings(sqlite_url, tmp_path, catalog)
+    model = proposing_model(("isolate_host", "host", "WS-ACME-07"), ("disable_user", "user", "jdoe"))
+    case_id, services = _waiting_case(settings, model)
+    env = {
+        **os.environ,
+        "SOCFLOW_DATABASE__URL": settings.database.url,
+        "SOCFLOW_SIEM__PATH": str(tmp_path / "siem.db"),
+        "SOCFLOW_MODEL__BACKEND": "none",
+        "SOCFLOW_ACTIONS__FILE": str(catalog),
+    }
+    base = [sys.executable, "-m", "socflow", "approve", str(case_id), "--approve", "--user", "carol"]
+
+    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *extra], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180
+        )
+
+    bad = cli("--action", f"{ISOLATE}=maybe")
+    assert bad.returncode == 2 and "ITEM=approve or ITEM=decline" in bad.stderr
+    undecided = cli("--action", f"{ISOLATE}=approve")
+    assert undecided.returncode == 1 and DISABLE in undecided.stderr
+    done = cli("--action", f"{ISOLATE}=approve", "--action", f"{DISABLE}=decline")
+    assert done.returncode == 0, done.stderr
+    with services.factory() as session:
+        assert {r.item_id: r.status for r in list_actions(session, case_id)} == {
+            ISOLATE: "approved",
+            DISABLE: "declined",
+        }
     services.close()
