@@ -10,7 +10,6 @@ from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from socflow.actions.records import list_actions
 from socflow.api.models import AuditOut, CaseDetail, EvidenceOut, NoteOut, RevisionOut, RunOut
 from socflow.api.routes_cases import case_detail
 from socflow.enums import (
@@ -225,7 +224,7 @@ def case_page(session: Session, case_id: int) -> CasePage:
                 "decided_by": a.decided_by,
                 "outcome": a.result or a.error or "",
             }
-            for a in list_actions(session, case_id)
+            for a in detail.actions
         ],
     )
 

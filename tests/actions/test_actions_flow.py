@@ -104,7 +104,12 @@ def test_approved_action_runs_through_the_signed_webhook_and_the_note_cites_it(
             },
             headers=bearer(token),
         )
-    assert decided.status_code == 200, decided.text
+        assert decided.status_code == 200, decided.text
+        shown = client.get(f"/api/v1/cases/{case_id}", headers=bearer(token)).json()["actions"]
+        assert {(a["item_id"], a["status"], a["decided_by"]) for a in shown} == {
+            (ISOLATE, "approved", "alice"),
+            (DISABLE, "declined", "alice"),
+        }
     assert receiver.requests == []  # nothing runs inside the decision: after it commits, via the outbox
     with services.factory() as session:
         approved_body = CaseStore(session).get_current_revision(CaseStore(session).get_note(case_id)).body
