@@ -26,7 +26,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from socflow.enums import Verdict
 from socflow.errors import ConfigError, InputError
+from socflow.policy import CaseFacts
 
 
 class ActionId(StrEnum):
@@ -146,9 +148,22 @@ ConnectorConfig = Annotated[
 ]
 
 
+class WithoutApproval(BaseModel):
+    """When an action may run without an analyst's approval: only on the policy's trusted facts
+    (``socflow.policy.case_facts``): every alert of the case from ``source`` AND sent by a sender bound
+    to it, every rule id on ``rules``, no injection flag, a ``true_positive`` verdict at ``min_confidence``
+    or more (the scorer's, never a number the model wrote)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=200)
+    rules: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=500)
+    min_confidence: float = Field(default=0.9, ge=0.0, le=1.0)
+
+
 class ActionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     connector: Name
+    without_approval: WithoutApproval | None = None
 
 
 class CatalogFile(BaseModel):
@@ -163,6 +178,7 @@ class Catalog:
 
     actions: dict[ActionId, str] = field(default_factory=dict)  # action -> connector name
     connectors: dict[str, Any] = field(default_factory=dict)  # name -> connector config
+    unattended: dict[ActionId, WithoutApproval] = field(default_factory=dict)  # may run unapproved when
     source: str = ""
 
     @classmethod
@@ -193,6 +209,7 @@ class Catalog:
         return cls(
             actions={a: c.connector for a, c in parsed.actions.items()},
             connectors=dict(parsed.connectors),
+            unattended={a: c.without_approval for a, c in parsed.actions.items() if c.without_approval},
             source=str(path),
         )
 
@@ -205,6 +222,38 @@ class Catalog:
     def connector_for(self, action: ActionId) -> tuple[str, Any]:
         name = self.actions[action]
         return name, self.connectors[name]
+
+
+def unattended_refusal(rule: WithoutApproval, facts: CaseFacts) -> str | None:
+    """Why the action may not run without approval on this case (``None``: it may)."""
+    if facts.injection or any(a.injection for a in facts.alerts):
+        return "an alert of the case is flagged as a prompt-injection attempt"
+    if not facts.alerts:
+        return "no alert facts"
+    if facts.verdict is not Verdict.true_positive:
+        return f"verdict {facts.verdict} is not true_positive"
+    if facts.confidence < rule.min_confidence:
+        return f"confidence {facts.confidence:.2f} < {rule.min_confidence}"
+    for a in facts.alerts:
+        if a.source != rule.source:
+            return f"an alert comes from source {a.source!r}, not {rule.source!r}"
+        if not a.sender_bound:
+            return f"an alert was not sent by a sender bound to source {rule.source!r}"
+        if a.rule_id is None or a.rule_id not in rule.rules:
+            return f"rule {a.rule_id!r} is not on the allow-list"
+    return None
+
+
+def unattended_actions(catalog: Catalog, facts: CaseFacts) -> dict[str, str]:
+    """The enabled actions that may run without approval on this case -> why (the facts that hold)."""
+    out: dict[str, str] = {}
+    for action, rule in catalog.unattended.items():
+        if action in catalog.actions and unattended_refusal(rule, facts) is None:
+            out[action.value] = (
+                f"policy: {facts.verdict} at confidence {facts.confidence:.2f} >= {rule.min_confidence}, "
+                f"every alert from {rule.source} by a bound sender, rules allow-listed, no injection flag"
+            )
+    return out
 
 
 DEFENDER_ACTIONS = frozenset({ActionId.isolate_host, ActionId.release_host})

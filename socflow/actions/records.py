@@ -34,6 +34,7 @@ from socflow.store import CaseStore
 from socflow.tables import CaseAction, OutboxMessage
 
 ACTOR = "socflow:actions"
+POLICY_ACTOR = "socflow:policy"
 ACTIONS_HEADING = "## Actions taken"
 NO_ACTIONS = "No response actions were recorded."
 _ITEM_SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
@@ -79,9 +80,14 @@ def store_proposals(
     *,
     labels: Mapping[str, str],
     actor: str,
+    catalog: Catalog | None = None,
+    unattended: Mapping[str, str] | None = None,
+    note_kind: str = DEFAULT_NOTE_KIND,
 ) -> list[dict[str, str]]:
     """Record ``found`` (see the module docstring); returns the approval items of the case's proposed
-    rows (``labels``: evidence id -> its ``E#`` label, for the item summaries)."""
+    rows (``labels``: evidence id -> its ``E#`` label, for the item summaries). A new proposal whose
+    action is in ``unattended`` (``catalog.unattended_actions``: the policy's trusted facts hold) is
+    approved by policy at once, its outbox row in this transaction, and not offered to the analyst."""
     for action, target, why in found.refused:
         _refuse(store, case_id, action, target, why, actor=actor)
     now = now_utc()
@@ -117,6 +123,11 @@ def store_proposals(
             entity_id=item,
             data={"action": p.action, "target": p.target, "evidence_ids": list(p.evidence_ids)},
         )
+        policy_reason = (unattended or {}).get(p.action)
+        if policy_reason is not None and catalog is not None and catalog.is_enabled(p.action):
+            _approve(
+                store, row, catalog, actor=POLICY_ACTOR, note_kind=note_kind, run_id=run_id, why=policy_reason
+            )
     items = []
     for row in rows.values():
         if row.status != ActionStatus.proposed:
@@ -127,6 +138,46 @@ def store_proposals(
         )
         items.append({"item_id": row.item_id, "summary": f"{label}: {row.target} [{cites}]"})
     return items
+
+
+def _approve(
+    store: CaseStore,
+    row: CaseAction,
+    catalog: Catalog,
+    *,
+    actor: str,
+    note_kind: str,
+    run_id: str,
+    why: str | None = None,
+) -> None:
+    """Mark ``row`` approved and add its outbox row (target ``action``) to the current transaction."""
+    now = now_utc()
+    connector, _ = catalog.connector_for(ActionId(row.action))
+    row.status, row.connector, row.delivery_id = ActionStatus.approved, connector, str(uuid.uuid4())
+    row.decided_by, row.decided_at, row.updated_at = row.decided_by or actor, row.decided_at or now, now
+    data: dict[str, Any] = {
+        "action": row.action,
+        "target": row.target,
+        "connector": connector,
+        "delivery_id": row.delivery_id,
+    }
+    if why is not None:
+        data |= {"without_approval": True, "reason": why}
+    store.audit_action(row.case_id, "action.approved", actor=actor, entity_id=row.item_id, data=data)
+    store.session.add(
+        OutboxMessage(
+            id=row.delivery_id,
+            dedup_key=f"action:{row.case_id}:{row.id}",
+            target="action",
+            case_id=row.case_id,
+            status="pending",
+            payload={"case_action_id": row.id, "note_kind": note_kind, "run_id": run_id},
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
 
 
 def apply_item_decisions(
@@ -194,35 +245,9 @@ def apply_item_decisions(
             row.status, row.error = ActionStatus.refused, "not enabled in this deployment's action catalog"
             _refuse(store, case_id, row.action, row.target, row.error, actor=user)
             continue
-        connector, _ = catalog.connector_for(ActionId(row.action))
-        row.status, row.connector, row.delivery_id = ActionStatus.approved, connector, str(uuid.uuid4())
-        store.audit_action(
-            case_id,
-            "action.approved",
-            actor=user,
-            entity_id=row.item_id,
-            data={
-                "action": row.action,
-                "target": row.target,
-                "connector": connector,
-                "delivery_id": row.delivery_id,
-            },
-        )
-        store.session.add(
-            OutboxMessage(
-                id=row.delivery_id,
-                dedup_key=f"action:{case_id}:{row.id}",
-                target="action",
-                case_id=case_id,
-                status="pending",
-                payload={"case_action_id": row.id, "note_kind": note_kind, "run_id": run_id},
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        _approve(store, row, catalog, actor=user, note_kind=note_kind, run_id=run_id)
         approved.append(row)
+    sync_note_actions(store, case_id, note_kind=note_kind)  # actions that ran before the approval
     return approved
 
 
@@ -236,6 +261,35 @@ def result_line(row: CaseAction, audit_id: int | None) -> str:
         f"- {when}: {label} {row.target} via {row.connector}, approved by {row.decided_by}: "
         f"{' '.join((what or '').split())[:300]}{ref}; delivery {row.delivery_id}{audit}"
     )
+
+
+def sync_note_actions(store: CaseStore, case_id: int, *, note_kind: str = DEFAULT_NOTE_KIND) -> bool:
+    """If the note is approved, add every finished action its "Actions taken" does not list yet (by
+    delivery id) as one revision authored by socflow. Returns whether it revised the note."""
+    note = store.get_note(case_id, kind=note_kind)
+    if note is None or note.status != NoteStatus.approved.value:
+        return False
+    body = store.get_current_revision(note).body
+    recorded = {
+        str((e.data or {}).get("delivery_id")): e.id
+        for e in store.list_audit(case_id=case_id, action="action.recorded")
+    }
+    finished = [
+        r
+        for r in list_actions(store.session, case_id)
+        if r.status in (ActionStatus.succeeded, ActionStatus.failed)
+        and r.delivery_id
+        and r.delivery_id not in body
+    ]
+    if not finished:
+        return False
+    lines = [result_line(r, recorded.get(r.delivery_id or "")) for r in finished]
+    revised = with_actions_section(body, lines)
+    if revised == body:
+        return False
+    what = ", ".join(f"{r.action} {r.target} {r.status}" for r in finished)
+    store.revise_note(case_id, revised, author=ACTOR, kind=note_kind, comment=f"Actions taken: {what}"[:2000])
+    return True
 
 
 def with_actions_section(body: str, lines: Sequence[str]) -> str:
@@ -372,26 +426,12 @@ class ActionTarget:
                     entity_id=live.item_id,
                     data={**data, "error": error},
                 )
-                event_id = None
             else:
-                event = store.record_action(
+                store.record_action(
                     live.case_id,
                     live.action,
                     actor=ACTOR,
                     detail={**data, "result": result, "reference": reference, "approved_by": live.decided_by},
                 )
-                session.flush()
-                event_id = event.id
-            note = store.get_note(live.case_id, kind=note_kind)
-            if note is None or note.status != NoteStatus.approved.value:
-                return
-            body = store.get_current_revision(note).body
-            revised = with_actions_section(body, [result_line(live, event_id)])
-            if revised != body:
-                store.revise_note(
-                    live.case_id,
-                    revised,
-                    author=ACTOR,
-                    kind=note_kind,
-                    comment=f"Actions taken: {live.action} {live.target} {status}",
-                )
+                session.flush()  # the event's id, cited by the note line
+            sync_note_actions(store, live.case_id, note_kind=note_kind)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from langgraph.runtime import Runtime
 
+from socflow.actions.catalog import unattended_actions
 from socflow.actions.propose import evidence_ref, propose_actions
 from socflow.actions.records import apply_item_decisions, store_proposals
 from socflow.casework import alert_evidence, load_case
@@ -211,8 +212,25 @@ def draft_note(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
         ctx=ctx.call("propose_actions"),
     )
     labels = {e.evidence_id: f"E{i}" for i, e in enumerate(evidence, start=1)}
+    unattended: dict[str, str] = {}
+    if proposals.proposals and ctx.deps.actions.unattended:  # only on the policy's trusted facts
+        a = state["assessment"]
+        facts = case_facts(
+            ctx.deps.factory, case_id, verdict=Verdict(a["verdict"]), confidence=a.get("confidence") or 0.0
+        )
+        unattended = unattended_actions(ctx.deps.actions, facts)
     with step_writes(runtime) as tx:
-        items = store_proposals(tx.store, case_id, ctx.run_id, proposals, labels=labels, actor=ACTOR)
+        items = store_proposals(
+            tx.store,
+            case_id,
+            ctx.run_id,
+            proposals,
+            labels=labels,
+            actor=ACTOR,
+            catalog=ctx.deps.actions,
+            unattended=unattended,
+            note_kind=NOTE_KIND,
+        )
         revision = tx.store.draft_note(
             case_id,
             result.markdown,
