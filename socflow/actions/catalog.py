@@ -10,6 +10,9 @@ deployment enables (``SOCFLOW_ACTIONS__FILE``, a YAML file; none by default).
       block_ip: {connector: fw}
       open_ticket: {connector: edr-hook}
 
+An action may carry ``without_approval`` (docs/actions.md): it then runs unapproved only when the
+policy's trusted facts hold and no alert of the case is flagged for injection (``unattended_actions``).
+
 Targets are typed and validated (``validate_target``) wherever they come from: a model never writes a
 target, it picks one of the case's own observables, and a value that does not match its type's pattern
 (``host; rm -rf /``, ``--help``) is refused before any connector sees it.
@@ -178,7 +181,7 @@ class Catalog:
 
     actions: dict[ActionId, str] = field(default_factory=dict)  # action -> connector name
     connectors: dict[str, Any] = field(default_factory=dict)  # name -> connector config
-    unattended: dict[ActionId, WithoutApproval] = field(default_factory=dict)  # may run unapproved when
+    unattended: dict[ActionId, WithoutApproval] = field(default_factory=dict)  # ``without_approval`` rules
     source: str = ""
 
     @classmethod
