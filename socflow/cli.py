@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from socflow import __version__, migrate, wiring
+from socflow.actions.records import list_actions
 from socflow.cli_admin import runs_app, serve, token_app
 from socflow.cli_connector import app as connector_app
 from socflow.cli_deadletters import app as deadletters_app
@@ -32,7 +33,7 @@ from socflow.doors import door_ingest
 from socflow.enums import CaseStatus
 from socflow.errors import ConflictError, InputError, NotFoundError, SocflowError
 from socflow.export import ExportFormat, export_case
-from socflow.hitl import Action, Decision
+from socflow.hitl import Action, Decision, ItemChoice, ItemDecision
 from socflow.ingest import IngestService, parse_ndjson, parse_payload
 from socflow.model.cli import app as model_app
 from socflow.runner import RunStatus
@@ -291,6 +292,19 @@ def cases_show(case_id: int, as_json: json_option = False) -> None:
             rev = store.get_current_revision(note)
             console.print(f"[bold]note[/bold] ({note.status}, revision {rev.revision} by {rev.author})")
             console.print(rev.body, markup=False, highlight=False)
+        proposed = list_actions(session, case.id)
+        if proposed:
+            acts = Table("item", "action", "target", "evidence", "status", "result", title="response actions")
+            for r in proposed:
+                acts.add_row(
+                    r.item_id,
+                    r.action,
+                    r.target,
+                    ", ".join(r.evidence_ids),
+                    r.status,
+                    r.result or r.error or "",
+                )
+            console.print(acts)
         failed = select(WorkflowRun).where(
             WorkflowRun.case_id == case.id, WorkflowRun.status == RunStatus.failed.value
         )
@@ -333,6 +347,13 @@ def cases_export(
     err.print(f"wrote {output} ({fmt}, {len(result.content)} characters)", highlight=False, markup=False)
 
 
+def _item_decision(raw: str) -> ItemDecision:
+    item_id, sep, choice = raw.rpartition("=")
+    if not sep or choice not in ItemChoice.__members__:
+        raise _fail(f"--action {raw[:120]!r}: write ITEM=approve or ITEM=decline")
+    return ItemDecision(item_id=item_id, choice=ItemChoice(choice))
+
+
 @app.command()
 def approve(
     case_id: Annotated[int, typer.Argument(help="The case whose drafted note you decide on.")],
@@ -345,8 +366,19 @@ def approve(
     reject: Annotated[bool, typer.Option("--reject", help="Reject the draft (needs --reason).")] = False,
     escalate: Annotated[bool, typer.Option("--escalate", help="Escalate the case (needs --reason).")] = False,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (reject, escalate).")] = None,
+    action_items: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--action",
+            help="A proposed response action's sub-decision, ITEM=approve|decline (repeat; every "
+            "proposed action needs one to approve). ITEM is the item id shown by `socflow cases show`.",
+        ),
+    ] = None,
 ) -> None:
     """Decide on a case's drafted note: approve, edit, reject or escalate; the run then finishes.
+
+    With proposed response actions, decide each with --action ITEM=approve|decline; approved ones run
+    after the decision commits (docs/actions.md).
 
     Exit codes: 0 done, 1 nothing to decide or refused, 2 bad usage or several pending runs (listed).
     """
@@ -368,7 +400,8 @@ def approve(
             raise _fail(f"{edit}: no such file")
         body = edit.read_text(encoding="utf-8")
     try:
-        decision = Decision(action=chosen[0], user=user, body=body, reason=reason)
+        items = [_item_decision(raw) for raw in action_items or []]
+        decision = Decision(action=chosen[0], user=user, body=body, reason=reason, items=items)
     except ValueError as exc:
         raise _fail(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from exc
     settings = _settings()

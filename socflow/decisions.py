@@ -8,8 +8,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from socflow.actions.records import list_actions
 from socflow.errors import AttackError, ConflictError, InputError
-from socflow.hitl import Decision, allowed_actions, missing_items, note_kind_of, unknown_items
+from socflow.hitl import Decision, ItemChoice, allowed_actions, missing_items, note_kind_of, unknown_items
 from socflow.runner import AdvanceResult, Runner
 from socflow.schemas import TechniqueRecord
 from socflow.store import CaseStore
@@ -72,7 +73,13 @@ def submit_decision(
     """
     refuse_stale(runner, case_id, run_id)
     run = pending_run(runner, case_id, run_id)
-    check_decision(run, decision)
+    try:
+        check_decision(run, decision)
+        check_action_items(runner, case_id, decision)
+    except DecisionNotAllowed as exc:
+        if exc.field == "items":  # a refused action sub-decision is audited, whatever door sent it
+            audit_refused_items(runner, case_id, decision, exc.reason)
+        raise
     labels = resolve_techniques(runner.deps.attack, decision.techniques)
     result = runner.resume(run.id, dict(decision.payload()), user=decision.user)
     if result.advanced:  # a decision is an analyst action: it acknowledges the case if nothing did before
@@ -115,6 +122,35 @@ def check_decision(run: WorkflowRun, decision: Decision) -> None:
     missing = missing_items(request, decision)
     if missing and decision.action.value in ("approve", "edit"):
         raise DecisionNotAllowed(f"decide every item: {', '.join(missing)} undecided", field="items")
+
+
+def check_action_items(runner: Runner, case_id: int, decision: Decision) -> None:
+    """Refuse approving a proposed action the deployment's catalog does not enable (any more)."""
+    approved = {i.item_id for i in decision.items if i.choice is ItemChoice.approve}
+    if not approved:
+        return
+    with runner.factory() as session:
+        rows = [r for r in list_actions(session, case_id) if r.item_id in approved]
+    off = [r.item_id for r in rows if not runner.deps.actions.is_enabled(r.action)]
+    if off:
+        raise DecisionNotAllowed(
+            f"not enabled in this deployment's action catalog: {', '.join(off)}", field="items"
+        )
+
+
+def audit_refused_items(runner: Runner, case_id: int, decision: Decision, why: str) -> None:
+    """One ``action.refused`` audit event per item of a refused decision that asked to approve."""
+    with runner.factory() as session, session.begin():
+        store = CaseStore(session)
+        for item in decision.items:
+            if item.choice is ItemChoice.approve:
+                store.audit_action(
+                    case_id,
+                    "action.refused",
+                    actor=decision.user,
+                    entity_id=item.item_id,
+                    data={"item_id": item.item_id, "reason": why[:500], "nothing_executed": True},
+                )
 
 
 def resolve_techniques(catalog: Any, ids: Sequence[str]) -> list[TechniqueRecord]:

@@ -15,6 +15,8 @@ delivered later with retries, so a target that is down loses nothing and never b
   is configured. ``last_error`` keeps the reason (credentials redacted).
 - Notifications (``socflow.notify``) are outbox rows too, with targets ``notify.slack``, ``notify.email``
   and ``notify.webhook`` (``socflow.notify_channels``), delivered, retried and listed the same way.
+- Approved response actions (``socflow.actions``) are rows of target ``action``, run by
+  ``socflow.actions.records.ActionTarget`` through their connector (never the write-back webhook).
 - :func:`retry` makes failed or skipped rows pending again (``socflow outbox retry``, the API, the UI).
 """
 
@@ -31,6 +33,8 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow.actions.catalog import Catalog
+from socflow.actions.records import ActionTarget
 from socflow.db import make_engine, session_factory
 from socflow.enums import Verdict
 from socflow.http import RemoteError
@@ -192,19 +196,22 @@ def deliver_outbox(
     factory = factory or session_factory(make_engine(settings.database.url))
     wb = settings.writeback
     built = targets is None
-    active: Mapping[str, Target] = (
-        targets
+    active: dict[str, Target] = (
+        dict(targets)
         if targets is not None
         else {
             **build_targets(wb, transport=transport),
             **build_notify_targets(settings.notify, wb.case_url, transport=transport),
         }
     )
+    if "action" not in active:  # approved response actions (socflow.actions): always this target
+        active["action"] = ActionTarget(factory, Catalog.load(settings.actions.file), transport=transport)
     report = DeliveryReport()
     try:
         for row in _claim(factory, clock(), limit):
             notification = row.target.startswith(NOTIFY_PREFIX)
-            target = active.get(row.target) or (None if notification else active.get("webhook"))
+            own_target = notification or row.target == "action"  # never falls back to the webhook
+            target = active.get(row.target) or (None if own_target else active.get("webhook"))
             error: str | None = None
             status = OutboxStatus.delivered
             attempts = row.attempts + 1

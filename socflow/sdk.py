@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import TypedDict
 
+from socflow.actions.catalog import Catalog
 from socflow.calibration import Calibration
 from socflow.checkpoints import open_checkpointer
 from socflow.enums import DEFAULT_NOTE_KIND
@@ -75,6 +76,7 @@ class Deps:
     clock: Callable[[], datetime]
     evidence: tuple[EvidenceProvider, ...] = ()
     calibration: Calibration | None = None  # the active model's fitted confidence calibration
+    actions: Catalog = field(default_factory=Catalog.empty)  # the enabled response actions
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,12 @@ class PolicySettings(_Group):
     file: Path | None = None
 
 
+class ActionSettings(_Group):
+    """Response actions (docs/actions.md): the deployment's catalog file; none: no action is enabled."""
+
+    file: Path | None = None
+
+
 class ApiSettings(_Group):
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     host: str = "127.0.0.1"
@@ -376,6 +382,7 @@ class Settings(BaseSettings):
     siem: SiemSettings = Field(default_factory=SiemSettings)
     grouping: GroupingSettings = Field(default_factory=GroupingSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    actions: ActionSettings = Field(default_factory=ActionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)

@@ -510,6 +510,52 @@ class CaseStore:
             data={"action": action, **(detail or {})},
         )
 
+    @mutation("action.*")
+    def audit_action(
+        self, case_id: int, event: str, *, actor: str, entity_id: Any, data: dict[str, Any]
+    ) -> AuditEvent:
+        """A response action's life (``action.proposed``, ``.approved``, ``.declined``, ``.refused``,
+        ``.failed``; a result is ``record_action``): one audit event on the ``case_action`` entity."""
+        if not event.startswith("action.") or event == "action.recorded":
+            raise ValueError(f"not an action lifecycle event: {event}")
+        return self._audit(
+            event, actor=actor, entity_type="case_action", entity_id=entity_id, case_id=case_id, data=data
+        )
+
+    @mutation("note.revised")
+    def revise_note(
+        self,
+        case_id: int,
+        body: str,
+        *,
+        author: str,
+        kind: str = DEFAULT_NOTE_KIND,
+        comment: str | None = None,
+    ) -> NoteRevision:
+        """A new revision written by socflow itself (e.g. "Actions taken" after approved actions ran);
+        the note keeps its status, and the revision keeps the diff from the one before."""
+        note = self.get_note(case_id, kind=kind)
+        if note is None:
+            raise NotFoundError(f"case {case_id} has no {kind} note")
+        current = self.get_current_revision(note)
+        rev = self._new_revision(
+            note,
+            body,
+            author=author,
+            author_kind=AuthorKind.system,
+            diff=unified_diff(current.body, body),
+            comment=comment,
+        )
+        self._audit(
+            "note.revised",
+            actor=author,
+            entity_type="note",
+            entity_id=note.id,
+            case_id=case_id,
+            data={"revision": rev.revision, "kind": kind, "status": note.status},
+        )
+        return rev
+
     def _add_new(
         self,
         case_id: int,

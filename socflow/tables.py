@@ -427,3 +427,38 @@ class Indicator(Base):
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- response actions --
+class CaseAction(Base):
+    """A response action proposed for a case, its analyst sub-decision and its result (revision 0015).
+
+    ``status``: proposed -> approved -> succeeded | failed, or proposed -> declined; ``refused`` when the
+    action is not enabled in the deployment's catalog or its target failed validation (nothing ran).
+    ``item_id`` is the id of the approval item the analyst decides (unique per case).
+    """
+
+    __tablename__ = "case_actions"
+    __table_args__ = (UniqueConstraint("case_id", "item_id", name="uq_case_actions_case_item"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    run_id: Mapped[str] = mapped_column(String(36))
+    item_id: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    target_type: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(300))
+    evidence_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    proposed_by: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    connector: Mapped[str | None] = mapped_column(String(64))
+    delivery_id: Mapped[str | None] = mapped_column(String(36))
+    result: Mapped[str | None] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

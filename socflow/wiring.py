@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
+from socflow.actions.catalog import Catalog
 from socflow.calibration import Calibration, load_calibration
 from socflow.db import make_engine, session_factory
 from socflow.dispatch import Dispatcher, InlineDispatcher, NullDispatcher, ThreadDispatcher
@@ -224,6 +225,7 @@ def build_deps(
         clock=now_utc,
         evidence=build_evidence_providers(the_siem, settings.siem, factory=factory, intel=settings.intel),
         calibration=build_calibration(settings, client),
+        actions=Catalog.load(settings.actions.file),
     )
 
 

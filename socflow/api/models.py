@@ -147,6 +147,25 @@ class AuditOut(_Rows):
     data: dict[str, Any]
 
 
+class CaseActionOut(_Rows):
+    """A proposed response action, its analyst sub-decision and its result (``docs/actions.md``)."""
+
+    item_id: str
+    action: str
+    target_type: str
+    target: str
+    evidence_ids: list[str]
+    status: str = Field(description="proposed, approved, declined, refused, succeeded or failed")
+    decided_by: str | None
+    decided_at: datetime | None
+    connector: str | None
+    delivery_id: str | None
+    result: str | None
+    reference: str | None
+    error: str | None
+    finished_at: datetime | None
+
+
 class CaseDetail(CaseOut):
     alerts_total: int
     alerts: list[AlertOut] = Field(description="the first 1000; page through GET /alerts?case_id= for more")
@@ -156,6 +175,7 @@ class CaseDetail(CaseOut):
     notes: list[NoteOut]
     runs: list[RunOut]
     audit: list[AuditOut]
+    actions: list[CaseActionOut] = Field(default_factory=list, description="proposed response actions")
 
 
 class CasePatch(BaseModel):

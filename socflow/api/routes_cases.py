@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from socflow.actions.records import list_actions
 from socflow.api.deps import RowId, Services, actor, allow, db, services
 from socflow.api.models import (
     AlertOut,
     AuditOut,
+    CaseActionOut,
     CaseDetail,
     CaseOut,
     CasePatch,
@@ -94,6 +96,7 @@ def case_detail(session: Session, case_id: RowId) -> CaseDetail:
         ],
         runs=[RunOut.model_validate(r) for r in runs],
         audit=[AuditOut.model_validate(e) for e in store.list_audit(case_id=case_id)],
+        actions=[CaseActionOut.model_validate(a) for a in list_actions(session, case_id)],
     )
 
 

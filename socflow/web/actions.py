@@ -15,7 +15,7 @@ from socflow.auth import Principal
 from socflow.decisions import split_ids, submit_decision
 from socflow.enums import Verdict
 from socflow.errors import ConflictError, InputError
-from socflow.hitl import Action, Decision
+from socflow.hitl import MAX_ITEMS, Action, Decision, ItemChoice, ItemDecision
 from socflow.runner import AdvanceResult
 from socflow.store import CaseStore
 
@@ -32,6 +32,8 @@ class DecisionForm:
     run_id: str | None = None
     verdict: str | None = None
     techniques: str | None = None
+    items: list[str] = field(default_factory=list)  # the proposed actions the form offered
+    approved_items: list[str] = field(default_factory=list)  # the ones the analyst checked
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -50,7 +52,22 @@ class DecisionForm:
             run_id=(text("run_id") or "").strip() or None,
             verdict=(text("verdict") or "").strip() or None,
             techniques=text("techniques"),
+            items=_ids(form, "item"),
+            approved_items=_ids(form, "approve_item"),
         )
+
+    def item_decisions(self) -> list[ItemDecision]:
+        """One sub-decision per offered action: approve when checked, decline otherwise."""
+        approved = set(self.approved_items)
+        return [
+            ItemDecision(item_id=i, choice=ItemChoice.approve if i in approved else ItemChoice.decline)
+            for i in dict.fromkeys(self.items)
+        ]
+
+
+def _ids(form: Any, name: str) -> list[str]:
+    values = form.getlist(name) if hasattr(form, "getlist") else []
+    return [v.strip()[:100] for v in values if isinstance(v, str) and v.strip()][:MAX_ITEMS]
 
 
 def parse_verdict(raw: str | None) -> Verdict | None:
@@ -76,6 +93,7 @@ def decide(svc: Services, case_id: int, form: DecisionForm, who: Principal) -> A
             reason=form.reason,
             verdict=parse_verdict(form.verdict),
             techniques=split_ids(form.techniques),
+            items=form.item_decisions() if action in (Action.approve, Action.edit) else [],
         )
     except ValidationError as exc:
         err = exc.errors()[0]

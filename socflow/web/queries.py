@@ -142,6 +142,7 @@ class CasePage:
     calibration: str | None  # whether the confidence is calibrated, from the assessment's audit event
     active_runs: bool
     runs: list[RunOut] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)  # proposed response actions (socflow.actions)
 
     @property
     def primary(self) -> NoteView:
@@ -204,6 +205,7 @@ def case_page(session: Session, case_id: int) -> CasePage:
     views = views[:1] + [v for v in views[1:] if v.note is not None or v.pending is not None]
     assessed = _latest(detail.audit, "case.assessed")
     labelled = _latest(detail.audit, "case.labelled")
+    label_of = {e.evidence_id: label for label, e in evidence}
     return CasePage(
         detail=detail,
         labels={e.evidence_id: label for label, e in evidence},
@@ -214,6 +216,18 @@ def case_page(session: Session, case_id: int) -> CasePage:
         analyst_labels=(labelled.data if labelled else None),
         active_runs=any(r.status in {s.value for s in ACTIVE_RUN_STATUSES} for r in detail.runs),
         runs=list(reversed(detail.runs)),
+        actions=[
+            {
+                "item_id": a.item_id,
+                "action": a.action,
+                "target": a.target,
+                "evidence": [label_of.get(e, e) for e in a.evidence_ids],
+                "status": a.status,
+                "decided_by": a.decided_by,
+                "outcome": a.result or a.error or "",
+            }
+            for a in detail.actions
+        ],
     )
 
 

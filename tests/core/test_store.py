@@ -57,6 +57,13 @@ SCENARIOS: dict[str, tuple[Callable[[CaseStore], Any], Callable[[CaseStore, Any]
         lambda s, cid: s.decide_note(cid, status=NoteStatus.approved, actor="ana", body="edited body"),
     ),
     "record_action": (_case, lambda s, cid: s.record_action(cid, "host_isolated", actor="edr")),
+    "audit_action": (
+        _case,
+        lambda s, cid: s.audit_action(
+            cid, "action.proposed", actor="t", entity_id=1, data={"action": "isolate_host"}
+        ),
+    ),
+    "revise_note": (_drafted, lambda s, cid: s.revise_note(cid, "revised body", author="socflow")),
     "add_evidence": (
         _case,
         lambda s, cid: s.add_evidence(

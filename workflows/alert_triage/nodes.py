@@ -12,6 +12,9 @@ from typing import Literal
 
 from langgraph.runtime import Runtime
 
+from socflow.actions.catalog import unattended_actions
+from socflow.actions.propose import evidence_ref, propose_actions
+from socflow.actions.records import apply_item_decisions, store_proposals
 from socflow.casework import alert_evidence, load_case
 from socflow.enums import AuthorKind, CaseStatus, Verdict
 from socflow.errors import ModelError, StructuredOutputError, TransientError
@@ -191,6 +194,11 @@ def route_after_apply_policy(state: TriageState) -> Literal["draft_note", "final
     return "finalize_case" if state["policy"]["auto_close"] else "draft_note"
 
 
+def _observables(ctx: RunContext, case_id: int) -> list[tuple[str, str]]:
+    with ctx.deps.factory() as session:
+        return [(o.type, o.value) for o in CaseStore(session).list_observables(case_id=case_id)]
+
+
 @run_step
 def draft_note(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     ctx = runtime.context
@@ -210,7 +218,36 @@ def draft_note(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
         catalog=ctx.deps.attack,
     )
     model = ctx.deps.model
+    proposals = propose_actions(
+        ctx.deps.actions,
+        model,
+        case_id=case_id,
+        case_block=f"Title: {case.title}\nSeverity: {case.severity}",
+        verdict=state["assessment"]["verdict"],
+        observables=_observables(ctx, case_id),
+        evidence=[evidence_ref(e.evidence_id, e.summary, e.data) for e in evidence],
+        ctx=ctx.call("propose_actions"),
+    )
+    labels = {e.evidence_id: f"E{i}" for i, e in enumerate(evidence, start=1)}
+    unattended: dict[str, str] = {}
+    if proposals.proposals and ctx.deps.actions.unattended:  # only on the policy's trusted facts
+        a = state["assessment"]
+        facts = case_facts(
+            ctx.deps.factory, case_id, verdict=Verdict(a["verdict"]), confidence=a.get("confidence") or 0.0
+        )
+        unattended = unattended_actions(ctx.deps.actions, facts)
     with step_writes(runtime) as tx:
+        items = store_proposals(
+            tx.store,
+            case_id,
+            ctx.run_id,
+            proposals,
+            labels=labels,
+            actor=ACTOR,
+            catalog=ctx.deps.actions,
+            unattended=unattended,
+            note_kind=NOTE_KIND,
+        )
         revision = tx.store.draft_note(
             case_id,
             result.markdown,
@@ -228,6 +265,7 @@ def draft_note(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
             evidence_ids=state.get("evidence_ids", []),
             verdict=state["assessment"]["verdict"],
             confidence=state["assessment"].get("confidence"),
+            items=[{"item_id": i["item_id"], "summary": i["summary"]} for i in items],
         )
         update: TriageState = {"draft": {"revision": revision, "status": result.status.value}, **request}
         return tx.done(update)
@@ -256,7 +294,15 @@ def finalize_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageSta
             approved_case_status=CaseStatus.closed if closing else CaseStatus.escalated,
             case_follows_note=True,
         )
-        if decided.get("outcome") != Outcome.rejected.value:  # write-back rows in the deciding transaction
+        if decided.get("outcome") != Outcome.rejected.value:  # actions and write-back rows, same transaction
+            apply_item_decisions(
+                tx.store,
+                case_id,
+                state["decision"],
+                tx.ctx.deps.actions,
+                note_kind=NOTE_KIND,
+                run_id=tx.ctx.run_id,
+            )
             decision = {**state["decision"], "run_id": tx.ctx.run_id, "step": tx.visit.key}
             enqueue_writeback(tx.store.session, tx.store.get_case(case_id), decision)
         return tx.done(decided)
