@@ -1,6 +1,7 @@
 """The analyst's web UI: server-rendered pages on the API's FastAPI app (``mount_web``).
 
-Pages: ``/login``, the queue ``/``, a case ``/cases/{id}`` (edit, decision, history), ``/workflows``.
+Pages: ``/login`` (password, API token, single sign-on at ``/login/oidc``), the queue ``/``,
+a case ``/cases/{id}`` (edit, decision, history), ``/workflows``.
 Decisions go through ``socflow.decisions.submit_decision`` (the path of the REST API and the CLI).
 See docs/ui.md.
 """
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from socflow.api.deps import Services
-from socflow.web import outbox_page
+from socflow.web import oidc, outbox_page
 from socflow.web.deadletters import router as dead_letters_router
 from socflow.web.routes import HERE, LoginRequired, WebForbidden, error_page, router
 from socflow.web.security import WebSessionMiddleware
@@ -35,6 +36,7 @@ def mount_web(app: FastAPI) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
     app.include_router(router)
+    app.include_router(oidc.router)  # users: single sign-on (off unless SOCFLOW_OIDC__ENABLED)
     app.include_router(dead_letters_router)
     app.include_router(outbox_page.router)  # prod-a
 
