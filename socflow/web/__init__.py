@@ -17,8 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from socflow.api.deps import Services
 from socflow.web import oidc, outbox_page
 from socflow.web.deadletters import router as dead_letters_router
-from socflow.web.routes import HERE, LoginRequired, WebForbidden, error_page, router
-from socflow.web.security import WebSessionMiddleware
+from socflow.web.routes import ACCOUNT_FAILURES, HERE, LoginRequired, WebForbidden, error_page, router
+from socflow.web.security import LoginLimiter, WebSessionMiddleware
 
 __all__ = ["mount_web"]
 
@@ -34,6 +34,7 @@ def mount_web(app: FastAPI) -> FastAPI:
         factory=svc.factory,
         secure_cookie=svc.settings.env == "production",
     )
+    app.state.account_logins = LoginLimiter(limit=ACCOUNT_FAILURES)  # failed passwords per username
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
     app.include_router(router)
     app.include_router(oidc.router)  # users: single sign-on (off unless SOCFLOW_OIDC__ENABLED)

@@ -137,7 +137,14 @@ def error_page(request: Request, status_code: int, message: str) -> HTMLResponse
 
 # -- login -----------------------------------------------------------------------------------------
 ACCOUNT_FAILURES = 5  # failed passwords per username per window (on top of the per-address limit)
-account_logins = LoginLimiter(limit=ACCOUNT_FAILURES)
+
+
+def account_logins(request: Request) -> LoginLimiter:
+    """The app's per-account failed-login counter (in this process)."""
+    limiter = getattr(request.app.state, "account_logins", None)
+    if not isinstance(limiter, LoginLimiter):
+        limiter = request.app.state.account_logins = LoginLimiter(limit=ACCOUNT_FAILURES)
+    return limiter
 
 
 def _login_page(
@@ -187,12 +194,12 @@ def password_login(
     """Sign in with a local account (``socflow user create``). Unknown users, wrong passwords and
     disabled accounts get the same answer after the same work (one argon2 verification)."""
     key = "user:" + username.strip().lower()[:200]
-    if account_logins.blocked(key):
+    if account_logins(request).blocked(key):
         return _login_page(request, next, "Too many failed sign-ins for this account; try again later.", 429)
     with services(request).factory() as session, session.begin():
         who = check_password(session, username.strip(), password)
     if who is None:
-        account_logins.failed(key)
+        account_logins(request).failed(key)
         return _login_page(request, next, "Unknown user or wrong password.", 401)
     request.state.web_session_set = login_payload(who)
     return see_other(local_path(next))
