@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -122,8 +123,14 @@ def test_oidc_login_against_the_real_provider_ends_on_the_queue_as_analyst(fresh
     page = fresh.page
     page.goto(sso_ui.base + "/")
     assert "/login" in page.url
-    page.click("#sso")
-    _provider_sign_in(fresh, sso_ui, "ana")
+    with page.expect_request(lambda r: r.url.startswith(sso_ui.provider.issuer + "/auth")) as asked:
+        page.click("#sso")
+    query = parse_qs(urlsplit(asked.value.url).query)
+    assert query["response_type"] == ["code"] and query["code_challenge_method"] == ["S256"]
+    assert len(query["code_challenge"][0]) == 43 and query["nonce"][0] and query["state"][0]
+    assert query["redirect_uri"] == [sso_ui.provider.redirect_url]
+    with page.expect_request(lambda r: r.url.startswith(sso_ui.provider.redirect_url)) as back:
+        _provider_sign_in(fresh, sso_ui, "ana")
     page.wait_for_url(sso_ui.base + "/")
     assert page.locator(".who").inner_text().split() == ["ana", "analyst"]  # groups soc-analysts -> analyst
     page.screenshot(path=str(artifacts_dir() / "login-sso-queue.png"))
@@ -132,6 +139,13 @@ def test_oidc_login_against_the_real_provider_ends_on_the_queue_as_analyst(fresh
     assert row.oidc_issuer == sso_ui.provider.issuer and row.oidc_subject == "ana"
     # the session is socflow's server-side one: the REST API answers the same browser
     assert page.request.get(sso_ui.base + "/api/v1/cases").status == 200
+    # log out; the provider's answer replayed in this browser is refused (its state was spent)
+    page.click("form[action='/logout'] button")
+    page.wait_for_url(sso_ui.base + "/login")
+    page.goto(back.value.url)
+    assert page.locator("#sso-refused").inner_text().startswith("This sign-in is not the one this browser started")
+    page.goto(sso_ui.base + "/")
+    assert page.url.startswith(sso_ui.base + "/login")
 
 
 def test_an_unmapped_group_is_refused_with_a_clear_page(fresh: Tab, sso_ui: SsoUi) -> None:
