@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from socflow.auth import Principal, Role
 from socflow.errors import ConflictError, InputError, NotFoundError
 from socflow.schemas import now_utc
-from socflow.tables import User, WebSession
+from socflow.tables import AuditEvent, User, WebSession
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
 MIN_PASSWORD = 10
@@ -70,6 +70,21 @@ def _verify(stored: str | None, password: str) -> bool:
         return False
 
 
+def _audit(session: Session, action: str, row: User, actor: str, **data: object) -> None:
+    """An audit event for an account change (``user.created``, ``user.disabled``, ...)."""
+    session.add(
+        AuditEvent(
+            at=now_utc(),
+            actor=actor,
+            action=action,
+            entity_type="user",
+            entity_id=str(row.id),
+            case_id=None,
+            data={"username": row.username, **data},
+        )
+    )
+
+
 def principal_of_user(row: User) -> Principal:
     return Principal(name=row.username, role=Role(row.role), user_id=row.id)
 
@@ -94,7 +109,9 @@ def check_password(
     return principal_of_user(row)
 
 
-def create_user(session: Session, username: str, role: Role, password: str | None) -> User:
+def create_user(
+    session: Session, username: str, role: Role, password: str | None, *, actor: str = "cli"
+) -> User:
     check_username(username)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise ConflictError(f"a user named {username!r} exists already")
@@ -106,6 +123,7 @@ def create_user(session: Session, username: str, role: Role, password: str | Non
     )
     session.add(row)
     session.flush()
+    _audit(session, "user.created", row, actor, role=role.value)
     return row
 
 
@@ -129,28 +147,31 @@ def end_user_sessions(session: Session, user_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def disable_user(session: Session, username: str) -> User:
+def disable_user(session: Session, username: str, *, actor: str = "cli") -> User:
     """Disable an account: it cannot sign in, and its open sessions end at once."""
     row = get_user(session, username)
     if row.disabled_at is None:
         row.disabled_at = now_utc()
-    end_user_sessions(session, row.id)
+    ended = end_user_sessions(session, row.id)
+    _audit(session, "user.disabled", row, actor, sessions_ended=ended)
     return row
 
 
-def enable_user(session: Session, username: str) -> User:
+def enable_user(session: Session, username: str, *, actor: str = "cli") -> User:
     row = get_user(session, username)
     row.disabled_at = None
+    _audit(session, "user.enabled", row, actor)
     return row
 
 
-def set_password(session: Session, username: str, password: str) -> User:
+def set_password(session: Session, username: str, password: str, *, actor: str = "cli") -> User:
     """A new password; the user's open sessions end (sign in again with the new one)."""
     row = get_user(session, username)
     if row.oidc_subject is not None:
         raise InputError(f"{username!r} signs in with single sign-on; it has no local password")
     row.password_hash = hash_password(password)
     end_user_sessions(session, row.id)
+    _audit(session, "user.password_changed", row, actor)
     return row
 
 
@@ -188,8 +209,12 @@ def sso_user(session: Session, identity: SsoIdentity) -> Principal:
             created_at=now,
         )
         session.add(row)
+        session.flush()
+        _audit(session, "user.created", row, "sso", role=identity.role.value, issuer=identity.issuer)
     if row.disabled_at is not None:
         raise SsoRefused("this socflow account is disabled")
+    if row.role != identity.role.value:
+        _audit(session, "user.role_changed", row, "sso", role=identity.role.value, was=row.role)
     row.role = identity.role.value
     row.last_login_at = now
     session.flush()

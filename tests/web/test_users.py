@@ -8,13 +8,14 @@ import time
 
 import httpx
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from socflow import users
 from socflow.auth import Role
 from socflow.cli import app as cli_app
 from socflow.db import make_engine, session_factory
-from socflow.tables import User
+from socflow.tables import AuditEvent, User
 from socflow.web.routes import ACCOUNT_FAILURES
 from socflow.web.security import COOKIE
 from tests.web.conftest import Web
@@ -153,3 +154,17 @@ def test_user_cli_create_list_passwd_disable(web: Web) -> None:
     assert gone.exit_code == 1 and "no user named" in gone.output
     table = runner.invoke(cli_app, ["user", "list"], env=env)
     assert "erin" in table.output and "engineer" in table.output
+    assert runner.invoke(cli_app, ["user", "disable", "gina"], env=env).exit_code == 0
+    with session_factory(make_engine(web.url))() as session:
+        events = session.execute(
+            select(AuditEvent.action, AuditEvent.data)
+            .where(AuditEvent.entity_type == "user")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [(action, data["username"]) for action, data in events] == [
+        ("user.created", "erin"),
+        ("user.created", "gina"),
+        ("user.password_changed", "erin"),
+        ("user.disabled", "gina"),
+    ]
+    assert all(PASSWORD not in str(data) and new not in str(data) for _, data in events)
