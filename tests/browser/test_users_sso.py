@@ -143,7 +143,8 @@ def test_oidc_login_against_the_real_provider_ends_on_the_queue_as_analyst(fresh
     page.click("form[action='/logout'] button")
     page.wait_for_url(sso_ui.base + "/login")
     page.goto(back.value.url)
-    assert page.locator("#sso-refused").inner_text().startswith("This sign-in is not the one this browser started")
+    refused = page.locator("#sso-refused").inner_text()
+    assert refused.startswith("This sign-in is not the one this browser started")
     page.goto(sso_ui.base + "/")
     assert page.url.startswith(sso_ui.base + "/login")
 
