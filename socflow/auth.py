@@ -39,6 +39,7 @@ class Principal:
     token_id: int | None = None
     sources: frozenset[str] | None = None
     ingest_format: str | None = None
+    user_id: int | None = None  # a person's web session (a user account, revision 0020), not a token
 
     def has(self, *roles: Role) -> bool:
         return self.role is Role.admin or self.role in roles

@@ -25,6 +25,7 @@ from socflow.cli_eval import bench_command, eval_command
 from socflow.cli_outbox import app as outbox_app
 from socflow.cli_output import case_detail_json, case_json, console, emit_json, err, json_option
 from socflow.cli_stats import stats_command
+from socflow.cli_user import app as user_app
 from socflow.cli_worker import db_prune, sweep
 from socflow.cli_workflow import app as workflow_app
 from socflow.db import make_engine, session_factory
@@ -54,6 +55,7 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(workflow_app, name="workflow", help="Graph workflows: list, graph, run, new.")
 app.add_typer(model_app, name="model", help="The model runtime: prepare, info, try.")
 app.add_typer(token_app, name="token", help="API tokens: create, list, revoke.")
+app.add_typer(user_app, name="user", help="Web UI user accounts: create, list, disable, enable, passwd.")
 app.add_typer(runs_app, name="runs", help="Workflow runs: list, process queued runs in this process.")
 app.add_typer(connector_app, name="connector", help="Pull connectors: elastic, splunk, folder.")
 app.add_typer(deadletters_app, name="deadletters", help="Refused ingest items: list.")

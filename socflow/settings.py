@@ -326,6 +326,58 @@ def check_sla(sla: dict[str, float]) -> None:
             raise ValueError(f"the SLA for {severity} must be a positive number of seconds")
 
 
+# -- users --
+RoleName = Literal["ingest", "analyst", "engineer", "admin"]
+
+
+class OidcSettings(_Group):
+    """OpenID Connect single sign-on for the web UI (``SOCFLOW_OIDC__*``; off by default, docs/ui.md).
+
+    ``role_map``: claim value -> socflow role, as JSON (``{"soc-analysts": "analyst"}``); the person's
+    ``role_claim`` (a string or a list of strings in the ID token or userinfo) is read, and the first
+    entry of the mapping, in its order, that the claim carries gives the role. No entry: refused.
+    """
+
+    enabled: bool = False
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    redirect_url: str = ""  # this site's /login/oidc/callback as the provider knows it
+    scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    role_claim: str = "groups"
+    role_map: dict[str, RoleName] = Field(default_factory=dict)
+    username_claim: str = "preferred_username"  # falls back to email, then sub
+    label: str = "Sign in with single sign-on"
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        """A JSON list, or scopes separated by commas or spaces."""
+        if isinstance(value, str):
+            value = value.strip()
+            return json.loads(value) if value.startswith("[") else value.replace(",", " ").split()
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSettings:
+        if not self.enabled:
+            return self
+        missing = [n for n in ("issuer", "client_id", "redirect_url") if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"SSO is enabled but {', '.join(missing)} is not set")
+        if not self.role_map:
+            raise ValueError("SSO is enabled but role_map is empty: nobody could sign in")
+        if "openid" not in self.scopes:
+            raise ValueError("scopes must include openid")
+        for name in ("issuer", "redirect_url"):
+            url = getattr(self, name)
+            local = url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+            if not (url.startswith("https://") or local):
+                raise ValueError(f"{name} must be an https URL (plain http only on localhost)")
+        return self
+
+
 # -- detect --
 class DetectionSettings(_Group):
     """The Sigma rule pack and streaming detection (``socflow siem rules``, ``siem load --detect``)."""
@@ -392,6 +444,9 @@ class Settings(BaseSettings):
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     # -- console --
     log: LogSettings = Field(default_factory=LogSettings)
+
+    # -- users --
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
 
     # -- detect --
     detection: DetectionSettings = Field(default_factory=DetectionSettings)

@@ -1,6 +1,7 @@
 """The analyst's web UI: server-rendered pages on the API's FastAPI app (``mount_web``).
 
-Pages: ``/login``, the queue ``/``, a case ``/cases/{id}`` (edit, decision, history), ``/workflows``.
+Pages: ``/login`` (password, API token, single sign-on at ``/login/oidc``), the queue ``/``,
+a case ``/cases/{id}`` (edit, decision, history), ``/workflows``.
 Decisions go through ``socflow.decisions.submit_decision`` (the path of the REST API and the CLI).
 See docs/ui.md.
 """
@@ -14,10 +15,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from socflow.api.deps import Services
-from socflow.web import outbox_page
+from socflow.web import oidc, outbox_page
 from socflow.web.deadletters import router as dead_letters_router
-from socflow.web.routes import HERE, LoginRequired, WebForbidden, error_page, router
-from socflow.web.security import WebSessionMiddleware
+from socflow.web.routes import ACCOUNT_FAILURES, HERE, LoginRequired, WebForbidden, error_page, router
+from socflow.web.security import LoginLimiter, WebSessionMiddleware
 
 __all__ = ["mount_web"]
 
@@ -33,8 +34,10 @@ def mount_web(app: FastAPI) -> FastAPI:
         factory=svc.factory,
         secure_cookie=svc.settings.env == "production",
     )
+    app.state.account_logins = LoginLimiter(limit=ACCOUNT_FAILURES)  # failed passwords per username
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
     app.include_router(router)
+    app.include_router(oidc.router)  # users: single sign-on (off unless SOCFLOW_OIDC__ENABLED)
     app.include_router(dead_letters_router)
     app.include_router(outbox_page.router)  # prod-a
 

@@ -31,10 +31,11 @@ from socflow.schemas import now_utc
 from socflow.soc_metrics import RANGES, TimeRange, soc_metrics
 from socflow.store import CaseStore, unified_diff
 from socflow.tables import Alert, Case
+from socflow.users import check_password
 from socflow.web import actions, queries
 from socflow.web import charts as charts_svg
 from socflow.web.markdown import render_markdown
-from socflow.web.security import anonymous_payload, login_payload
+from socflow.web.security import LoginLimiter, anonymous_payload, login_payload
 
 HERE = Path(__file__).resolve().parent
 READ_ROLES = (Role.analyst, Role.engineer)
@@ -136,11 +137,36 @@ def error_page(request: Request, status_code: int, message: str) -> HTMLResponse
 
 
 # -- login -----------------------------------------------------------------------------------------
+ACCOUNT_FAILURES = 5  # failed passwords per username per window (on top of the per-address limit)
+
+
+def account_logins(request: Request) -> LoginLimiter:
+    """The app's per-account failed-login counter (in this process)."""
+    limiter = getattr(request.app.state, "account_logins", None)
+    if not isinstance(limiter, LoginLimiter):
+        limiter = request.app.state.account_logins = LoginLimiter(limit=ACCOUNT_FAILURES)
+    return limiter
+
+
+def _login_page(
+    request: Request, next: str, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    oidc = services(request).settings.oidc
+    return render(
+        request,
+        "login.html",
+        status_code=status_code,
+        next=local_path(next),
+        error=error,
+        sso_label=oidc.label if oidc.enabled else None,
+    )
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> Response:
     if _who(request) is not None:
         return see_other(local_path(next))
-    return render(request, "login.html", next=local_path(next), error=None)
+    return _login_page(request, next)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -149,13 +175,33 @@ def login(
     token: str = Form(""),
     next: str = Form("/"),
 ) -> Response:
+    """Sign in with an API token (kept for machines and for the first admin)."""
     svc: Services = services(request)
     with svc.factory() as session, session.begin():
         who = authenticate(session, token.strip())
     if who is None:
-        return render(
-            request, "login.html", status_code=401, next=local_path(next), error="That token is not valid."
-        )
+        return _login_page(request, next, "That token is not valid.", 401)
+    request.state.web_session_set = login_payload(who)
+    return see_other(local_path(next))
+
+
+@router.post("/login/password", response_class=HTMLResponse)
+def password_login(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    next: str = Form("/"),
+) -> Response:
+    """Sign in with a local account (``socflow user create``). Unknown users, wrong passwords and
+    disabled accounts get the same answer after the same work (one argon2 verification)."""
+    key = "user:" + username.strip().lower()[:200]
+    if account_logins(request).blocked(key):
+        return _login_page(request, next, "Too many failed sign-ins for this account; try again later.", 429)
+    with services(request).factory() as session, session.begin():
+        who = check_password(session, username.strip(), password)
+    if who is None:
+        account_logins(request).failed(key)
+        return _login_page(request, next, "Unknown user or wrong password.", 401)
     request.state.web_session_set = login_payload(who)
     return see_other(local_path(next))
 

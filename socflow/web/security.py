@@ -1,14 +1,15 @@
 """The web UI's session cookie, CSRF check and security headers (one pure ASGI middleware).
 
 * Session: a cookie signed with ``SOCFLOW_API__SECRET_KEY`` (itsdangerous ``URLSafeTimedSerializer``)
-  holding ``{sid, token_id, name, role, csrf}``; anonymous visitors get one holding only ``csrf`` (the
-  login form needs it). A signed-in session lives on the server (``web_sessions``, keyed by the sha256
-  of ``sid``): logging out ends it there, so a copied cookie stops working at once; so does revoking or
-  expiring the token behind it (re-checked on every request). The principal lands on
+  holding ``{sid, token_id | user_id, name, role, csrf}``; anonymous visitors get one holding only
+  ``csrf`` (the login form needs it; a single sign-on in progress adds its ``oidc`` state, nonce and PKCE
+  verifier). A signed-in session lives on the server (``web_sessions``, keyed by the sha256 of ``sid``):
+  logging out ends it there, so a copied cookie stops working at once; so does revoking or expiring the
+  token behind it, or disabling the user account (re-checked on every request). The principal lands on
   ``request.state.session_principal``, which ``socflow.api.deps.principal`` accepts, so the UI and the
   REST API share one set of rules.
-* Login attempts: at most ``LOGIN_FAILURES`` failed ``POST /login`` per client address per
-  ``LOGIN_WINDOW_SECONDS``; past that the login answers 429 until the window moves on.
+* Login attempts: at most ``LOGIN_FAILURES`` failed ``POST /login`` or ``POST /login/password`` per
+  client address per ``LOGIN_WINDOW_SECONDS``; past that the login answers 429 until the window moves on.
 * API requests that carry a body (POST, PUT, PATCH, DELETE under ``/api/``) are authenticated before the
   body is read: no valid bearer token and no signed-in session -> 401 at once; a declared body over
   ``max_body_bytes`` -> 413.
@@ -42,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from socflow.auth import Principal, principal_of, token_is_valid
 from socflow.schemas import now_utc
 from socflow.tables import ApiToken, WebSession
+from socflow.users import user_principal
 
 COOKIE = "socflow_session"
 SESSION_MAX_AGE = 12 * 3600
@@ -56,6 +58,7 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+LOGIN_PATHS = frozenset({"/login", "/login/password"})
 NO_CSP_PATHS = ("/docs", "/redoc")  # FastAPI's API explorer pages load their own scripts
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
@@ -72,6 +75,7 @@ class CookieSession:
     csrf: str
     principal: Principal | None = None
     sid: str | None = None
+    oidc: dict[str, Any] | None = None  # a single sign-on in progress (state, nonce, PKCE verifier)
 
 
 class SessionCodec:
@@ -99,7 +103,10 @@ def anonymous_payload() -> dict[str, Any]:
 
 def login_payload(who: Principal) -> dict[str, Any]:
     """A fresh session for ``who`` (a new CSRF token too: no fixation across the login)."""
-    return {"token_id": who.token_id, "name": who.name, "role": who.role.value, "csrf": new_csrf()}
+    owner: dict[str, Any] = (
+        {"user_id": who.user_id} if who.user_id is not None else {"token_id": who.token_id}
+    )
+    return {**owner, "name": who.name, "role": who.role.value, "csrf": new_csrf()}
 
 
 def token_principal(factory: sessionmaker[Session], token_id: Any) -> Principal | None:
@@ -119,21 +126,28 @@ def _sid_hash(sid: str) -> str:
     return hashlib.sha256(sid.encode("utf-8")).hexdigest()
 
 
-def session_principal(factory: sessionmaker[Session], sid: Any, token_id: Any) -> Principal | None:
-    """The principal of a live server-side session (not ended, not expired, its token still valid)."""
-    if not isinstance(sid, str) or not isinstance(token_id, int) or len(sid) > 100:
+def session_principal(
+    factory: sessionmaker[Session], sid: Any, token_id: Any, user_id: Any = None
+) -> Principal | None:
+    """The principal of a live server-side session (not ended, not expired, its token still valid or
+    its user account still enabled)."""
+    if not isinstance(sid, str) or len(sid) > 100:
+        return None
+    if not (isinstance(token_id, int) ^ isinstance(user_id, int)):
         return None
     with factory() as session:
         row = session.get(WebSession, _sid_hash(sid))
-        if row is None or row.ended_at is not None or row.token_id != token_id:
+        if row is None or row.ended_at is not None or row.expires_at <= now_utc():
             return None
-        if row.expires_at <= now_utc():
+        if isinstance(user_id, int):
+            return user_principal(session, user_id) if row.user_id == user_id else None
+        if row.token_id != token_id:
             return None
     return token_principal(factory, token_id)
 
 
-def start_session(factory: sessionmaker[Session], token_id: int) -> str:
-    """A new server-side session for ``token_id``; returns the id the cookie carries."""
+def start_session(factory: sessionmaker[Session], token_id: int | None, user_id: int | None = None) -> str:
+    """A new server-side session for an API token or a user account; returns the id the cookie carries."""
     sid = secrets.token_urlsafe(32)
     now = now_utc()
     with factory() as session, session.begin():
@@ -141,6 +155,7 @@ def start_session(factory: sessionmaker[Session], token_id: int) -> str:
             WebSession(
                 id=_sid_hash(sid),
                 token_id=token_id,
+                user_id=user_id,
                 created_at=now,
                 expires_at=now + timedelta(seconds=SESSION_MAX_AGE),
             )
@@ -246,6 +261,7 @@ class WebSessionMiddleware:
         if session is not None:
             state["session_principal"] = session.principal
             state["csrf_token"] = session.csrf
+            state["oidc_pending"] = session.oidc
         elif not api and not bearer and not path.startswith("/static/"):
             state["web_session_set"] = anonymous_payload()  # a first visit: issue an anonymous session
             state["csrf_token"] = state["web_session_set"]["csrf"]
@@ -256,7 +272,7 @@ class WebSessionMiddleware:
             if refusal is not None:
                 await self._send_json(send, *refusal)
                 return
-        login = method == "POST" and path == "/login"
+        login = method == "POST" and path in LOGIN_PATHS
         client = (scope.get("client") or ("unknown", 0))[0]
         if login and self.logins.blocked(client):
             await self._send_json(send, 429, "too many failed logins; try again later", "rate_limited")
@@ -314,13 +330,16 @@ class WebSessionMiddleware:
             return None
         principal = None
         sid = data.get("sid")
-        if "token_id" in data:
+        if "token_id" in data or "user_id" in data:
             principal = await anyio.to_thread.run_sync(
-                session_principal, self.factory, sid, data.get("token_id")
+                session_principal, self.factory, sid, data.get("token_id"), data.get("user_id")
             )
             if principal is None:
-                return None  # logged out, or the token was revoked or expired: the session is over
-        return CookieSession(csrf=data["csrf"], principal=principal, sid=sid if principal else None)
+                return None  # logged out, token revoked or expired, user disabled: the session is over
+        oidc = data.get("oidc") if principal is None and isinstance(data.get("oidc"), dict) else None
+        return CookieSession(
+            csrf=data["csrf"], principal=principal, sid=sid if principal else None, oidc=oidc
+        )
 
     async def _form_token(self, scope: Scope, receive: Receive) -> tuple[str | None, Receive]:
         """The CSRF token of an unsafe request (header, or urlencoded form field); the body is replayed."""
@@ -405,8 +424,9 @@ class WebSessionMiddleware:
         if old_sid is not None:
             await anyio.to_thread.run_sync(end_session, self.factory, old_sid)
         token_id = payload.get("token_id")
-        if isinstance(token_id, int) and "sid" not in payload:
-            sid = await anyio.to_thread.run_sync(start_session, self.factory, token_id)
+        user_id = payload.get("user_id")
+        if (isinstance(token_id, int) or isinstance(user_id, int)) and "sid" not in payload:
+            sid = await anyio.to_thread.run_sync(start_session, self.factory, token_id, user_id)
             payload = {**payload, "sid": sid}
         return payload
 

@@ -5,9 +5,11 @@ Never ``playwright install``: the browser is the system's ``chromium`` (``apt-ge
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -107,6 +109,98 @@ def ui_server(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) 
     yield UiServer(f"http://127.0.0.1:{port}", settings, token, cases)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running_ui(app: Any, port: int) -> Iterator[str]:
+    """``app`` served by uvicorn on 127.0.0.1:``port`` in a thread; yields its base URL."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="ui-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the UI server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+# -- a real OpenID provider for single sign-on (users) ---------------------------------------------
+OIDC_DIR = REPO_ROOT / "tests" / "oidc"
+OIDC_CLIENT_ID = "socflow-test"
+OIDC_CLIENT_SECRET = "socflow-test-client-secret-0123456789"
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    """The npm package oidc-provider (pinned in tests/oidc/package.json) running under node; its
+    client's only redirect URI is ``http://127.0.0.1:<ui_port>/login/oidc/callback``."""
+
+    issuer: str
+    ui_port: int
+    client_id: str = OIDC_CLIENT_ID
+    client_secret: str = OIDC_CLIENT_SECRET
+
+    @property
+    def redirect_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}/login/oidc/callback"
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        service_missing("node", "node and npm are needed to run the test OpenID provider")
+    assert node is not None and npm is not None
+    if not (OIDC_DIR / "node_modules" / "oidc-provider" / "package.json").exists():
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+            cwd=OIDC_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            service_missing("oidc-provider", f"npm ci failed in {OIDC_DIR}: {done.stderr[-2000:]}")
+    ui_port, port = _free_port(), _free_port()
+    provider = OidcProvider(issuer=f"http://127.0.0.1:{port}", ui_port=ui_port)
+    proc = subprocess.Popen(
+        [node, "provider.js", str(port), provider.client_id, provider.client_secret, provider.redirect_url],
+        cwd=OIDC_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, name="oidc-provider-output", daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not any(line.startswith("ready ") for line in lines):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the OpenID provider did not start:\n" + "".join(lines)[-3000:])
+        time.sleep(0.05)
+    try:
+        yield provider
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ PLANTED = {
     "SOCFLOW_CONNECTOR__API_KEY": "planted-connector-apikey-0005",
     "SOCFLOW_CONNECTOR__TOKEN": "planted-connector-token-0006",
     "SOCFLOW_BROKER__URL": "redis://:planted-broker-password-0007@127.0.0.1:1/0",
+    "SOCFLOW_OIDC__CLIENT_SECRET": "planted-oidc-client-secret-0009",
 }
 DB_PASSWORD = "planted-db-password-0008"
 SHORT = "pw-9x7q"  # short enough to show whole in a truncated repr of the settings' tail
