@@ -22,6 +22,7 @@ class AssessmentState(TypedDict, total=False):
     rationale: str
     scores: dict[str, float]
     valid: bool  # False: the fallback (no model, or its answer failed twice)
+    evidence_omitted: int  # evidence items left out of the prompt to fit the model's context (absent: 0)
 
 
 class PolicyState(TypedDict):
