@@ -178,7 +178,7 @@ class ElasticAlertsConnector(HttpConnector):
         late: list[PageItem] = []
         for _ in range(LOOKBACK_MAX_PAGES):
             hits = self._search(body)
-            late += [h for h in hits if h.key is None or h.key not in seen]
+            late += [h for h in hits if h.key is not None and h.key not in seen]  # no id: forward pass only
             placed = [h for h in hits if h.sort is not None]
             if len(hits) < self.size or not placed:
                 break

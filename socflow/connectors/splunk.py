@@ -151,7 +151,7 @@ class SplunkNotablesConnector(HttpConnector):
             late = [
                 r
                 for r in self._export(self.late_params(end - self.lookback, end))
-                if r.key is None or r.key not in seen
+                if r.key is not None and r.key not in seen  # a row without an event id: forward pass only
             ]
             if late:
                 result.add(self._submit(late))
