@@ -381,3 +381,22 @@ def test_splunk_without_lookback_reads_no_window(server: PagingServer, stored: S
         result = conn.poll_once()
     assert result.accepted == 5 and result.cursor is not None and "seen" not in result.cursor
     assert all("_time >=" not in r.form()["search"] for r in server.requests)
+
+
+def test_an_unreadable_answer_is_a_connector_error_and_keeps_the_cursor(server: PagingServer) -> None:
+    """Only an answer with nothing readable at all fails the poll (retried with backoff); the cursor stays."""
+    cursors = MemoryCursorStore()
+    cursors.save("elastic", {"timestamp": "2025-04-09T10:00:00Z", "search_after": [1, "a"]})
+    cursors.save("splunk", {"time": 1744192800.0, "ids": []})
+    server.raw_pages += [b"<html>proxy error</html>", b'{"hits": {"hits": "nope"}}']
+    with ElasticAlertsConnector(server.url, lambda a: PollResult(), cursors=cursors) as conn:
+        for _ in range(2):
+            with pytest.raises(ConnectorError, match="hits"):
+                conn.poll_once()
+    # an export whose rows have no readable _time cannot be placed: an error, not a silent re-read
+    server.raw_pages.append(b'{"preview":false,"result":{"event_id":"x","_time":"never"}}\n')
+    splunk = SplunkNotablesConnector(server.url, lambda a: PollResult(), cursors=cursors)
+    with splunk, pytest.raises(ConnectorError, match="_time"):
+        splunk.poll_once()
+    assert cursors.load("elastic") == {"timestamp": "2025-04-09T10:00:00Z", "search_after": [1, "a"]}
+    assert cursors.load("splunk") == {"time": 1744192800.0, "ids": []}
