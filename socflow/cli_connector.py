@@ -8,7 +8,10 @@ process). Cursors live in the ``connector_cursors`` table of ``SOCFLOW_DATABASE_
 
 ``--follow`` (the default without ``--once``) runs the connector as a long-lived service: it polls every
 ``--interval`` seconds, re-reads ``--lookback`` seconds before its cursor for late-indexed alerts
-(each ingested once), backs off while the source is down, and stops cleanly on SIGTERM or Ctrl-C.
+(Elastic and Splunk; each ingested once), backs off while the source is down, and stops cleanly on SIGTERM
+or Ctrl-C. A pulled item that cannot be read or is refused (unreadable JSON, a 5,000-digit number, nesting
+too deep, a field the schema refuses) is kept as a dead letter (``socflow deadletters list --door
+connector``) and never stops its page or the cursor.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from socflow.connectors import (
 from socflow.db import make_engine, session_factory
 from socflow.doors import door_ingest
 from socflow.errors import SocflowError
-from socflow.ingest import IngestService
+from socflow.ingest import IngestService, Refusal
 from socflow.logs import configure_logging
 from socflow.normalize import FORMATS
 from socflow.schemas import IngestReport
@@ -100,7 +103,9 @@ def run(
     lookback: Annotated[
         float,
         typer.Option(
-            min=0, help="Elastic: seconds before the cursor re-read for late alerts.", envvar=ENV + "LOOKBACK"
+            min=0,
+            help="Elastic, Splunk: seconds before the cursor re-read for late alerts (each ingested once).",
+            envvar=ENV + "LOOKBACK",
         ),
     ] = 300.0,
     ca_bundle: Annotated[
@@ -129,8 +134,14 @@ def run(
     verify: Annotated[bool, typer.Option(help="Verify TLS certificates.", envvar=ENV + "VERIFY")] = True,
     path: Annotated[Path | None, typer.Option(help="Drop folder to watch.", envvar=ENV + "PATH")] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="Folder: alert format or auto.", envvar=ENV + "FORMAT")
-    ] = "auto",
+        str,
+        typer.Option(
+            "--format",
+            help="Alert format of what is pulled, or auto (default: auto for the folder, the vendor "
+            "format for elastic and splunk).",
+            envvar=ENV + "FORMAT",
+        ),
+    ] = "",
     field_map: Annotated[
         str,
         typer.Option(
@@ -148,7 +159,7 @@ def run(
     """Run a connector: poll, normalize, ingest, print per-poll counts (Ctrl-C stops it cleanly)."""
     if once and follow:
         raise typer.BadParameter("--once and --follow exclude each other", param_hint="--follow")
-    if fmt != "auto" and fmt not in FORMATS:
+    if fmt and fmt != "auto" and fmt not in FORMATS:
         raise typer.BadParameter(f"expected auto or one of {', '.join(FORMATS)}", param_hint="--format")
     try:
         settings = get_settings()
@@ -163,7 +174,12 @@ def run(
     except SocflowError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
-    ingest = ingest_callback(door.service, actor=f"connector:{name.value}")
+    actor = f"connector:{name.value}"
+    ingest = ingest_callback(door.service, actor=actor)
+
+    def dead_letter(refused: list[Refusal]) -> int:
+        return door.service.refuse(refused, actor=actor)
+
     try:
         if name is Kind.folder:
             if path is None:
@@ -171,11 +187,11 @@ def run(
             connector = FolderWatcher(
                 path,
                 ingest,
-                fmt=fmt,
+                fmt=fmt or "auto",
                 field_map=_field_map(field_map),
                 source=source or None,
                 settle_seconds=settle,
-                dead_letter=lambda refused: door.service.refuse(refused, actor="connector:folder"),
+                dead_letter=dead_letter,
             )
         else:
             common: dict[str, Any] = {
@@ -190,9 +206,12 @@ def run(
                 "verify": verify,
                 "ca_bundle": ca_bundle or None,
                 "source": source or None,
+                "lookback": lookback,
+                "dead_letter": dead_letter,
+                "fmt": fmt or None,
             }
             if name is Kind.elastic:
-                connector = ElasticAlertsConnector(url, ingest, index=index, lookback=lookback, **common)
+                connector = ElasticAlertsConnector(url, ingest, index=index, **common)
             else:
                 connector = SplunkNotablesConnector(url, ingest, **common)
     except SocflowError as exc:

@@ -78,6 +78,9 @@ class ModelSettings(_Group):
     endpoint_url: str = ""
     cache_dir: Path = Path("~/.cache/socflow/models").expanduser()
     max_new_tokens: int = Field(default=256, ge=1, le=8192)
+    # prompt + answer tokens the model takes; 0: the backend's own (the transformers config, the
+    # endpoint's /v1/models max_model_len). Prompt builders trim evidence to fit it.
+    context_tokens: int = Field(default=0, ge=0, le=10_000_000)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     load_in_4bit: bool = False
     timeout_seconds: float = Field(default=120.0, gt=0)

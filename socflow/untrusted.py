@@ -195,6 +195,78 @@ def split_json_array(text: str) -> list[str] | None:
     return None
 
 
+def json_members(text: str) -> dict[str, str] | None:
+    """The member texts of a top-level JSON object (key -> raw value text), found by the same
+    string-aware scan as ``split_json_array`` (no parsing, so no recursion however deep a value nests);
+    ``None`` when ``text`` is not an object with balanced brackets. Lets a reader reach one member of a
+    document that does not parse as a whole (``hits.hits`` of a search answer holding one hostile hit)."""
+    text = text.strip()
+    if not text.startswith("{"):
+        return None
+    depth = 0
+    in_string = escaped = False
+    start = 1
+    members: dict[str, str] = {}
+
+    def add(part: str) -> bool:
+        key, sep, value = _split_member(part)
+        if not sep:
+            return not part.strip()  # only ``{}`` may have an empty member
+        try:
+            name = json.loads(key)
+        except ValueError:
+            return False
+        if not isinstance(name, str):
+            return False
+        members[name] = value.strip()
+        return True
+
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                if text[i + 1 :].strip() or not add(text[start:i]):
+                    return None
+                return members
+        elif ch == "," and depth == 1:
+            if not add(text[start:i]):
+                return None
+            start = i + 1
+    return None
+
+
+def _split_member(part: str) -> tuple[str, str, str]:
+    """``"key": value`` -> (the key's JSON text, ":", the value text); ("", "", "") when no key."""
+    part = part.strip()
+    if not part.startswith('"'):
+        return "", "", ""
+    escaped = False
+    for i in range(1, len(part)):
+        ch = part[i]
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            key, rest = part[: i + 1], part[i + 1 :].lstrip()
+            if not rest.startswith(":"):
+                return "", "", ""
+            return key, ":", rest[1:]
+    return "", "", ""
+
+
 def clean_string(value: str) -> str:
     """NUL removed and valid UTF-8 (lone surrogates become U+FFFD); nothing else changes."""
     if "\x00" in value:

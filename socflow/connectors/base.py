@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
 
 from socflow.connectors.cursors import CursorStore, MemoryCursorStore
+from socflow.connectors.pages import PageItem
 from socflow.errors import InputError, SocflowError
 from socflow.http import HttpAuth, HttpClient, RemoteError, RetryPolicy
-from socflow.normalize import to_generic
+from socflow.ingest import Refusal
+from socflow.normalize import DEFAULT_SOURCES, FORMATS, to_generic
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,12 @@ class IngestReportLike(Protocol):
 
 
 IngestFn = Callable[[list[dict[str, Any]]], IngestReportLike]
+DeadLetterFn = Callable[[list[Refusal]], Any]
+"""Keeps refused items as dead letters (``IngestService.refuse`` fits, with the door's actor bound)."""
+
+
+def _why(refusal: Refusal) -> str:
+    return f"{refusal.field}: {refusal.reason}" if refusal.field else refusal.reason
 
 
 @dataclass
@@ -89,17 +97,27 @@ def submit(
     field_map: Mapping[str, str] | None = None,
     source: str | None = None,
     labels: Sequence[str] | None = None,
+    refused: Sequence[tuple[str, Refusal]] = (),
+    dead_letter: DeadLetterFn | None = None,
 ) -> PollResult:
     """Normalize vendor items onto the generic format and hand them to ``ingest`` in one call.
 
     An item that cannot be normalized is counted as rejected (with its reason in ``problems``); the rest
-    still go in. ``labels`` name the items in problems (default: ``item N``).
+    still go in. ``labels`` name the items in problems (default: ``item N``). ``refused``: (label,
+    refusal) of items the connector already refused (unreadable, not an object, unsafe JSON); they count
+    as fetched and rejected. With ``dead_letter`` every refusal made here (``refused`` and the items that
+    could not be normalized) is kept as a dead letter after the ingest call; the items ingest itself
+    rejects are kept by the ingest service.
     """
-    result = PollResult(fetched=len(items))
+    result = PollResult(fetched=len(items) + len(refused), rejected=len(refused))
     names = list(labels) if labels is not None else [f"item {i}" for i in range(len(items))]
     alerts: list[dict[str, Any]] = []
     sent: list[int] = []  # position in ``items`` of each alert handed to ingest
     problems: dict[int, str] = {}
+    letters: list[Refusal] = []
+    for label, refusal in refused:
+        problems[-len(refused) + len(letters)] = f"{label}: {_why(refusal)}"
+        letters.append(replace(refusal, reason=f"{label}: {refusal.reason}"))
     for position, item in enumerate(items):
         try:
             alerts.append(to_generic(dict(item), fmt=fmt, field_map=field_map, source=source))
@@ -107,6 +125,8 @@ def submit(
         except InputError as exc:
             result.rejected += 1
             problems[position] = f"{names[position]}: {exc}"
+            reason = f"{names[position]}: {exc.reason}"
+            letters.append(Refusal(position, None, reason, item, field=exc.field, source=source))
     if alerts:
         report = ingest(alerts)
         result.accepted += report.accepted
@@ -117,6 +137,8 @@ def submit(
                 position = sent[entry.index]
                 field_name = f"{entry.field}: " if getattr(entry, "field", None) else ""
                 problems[position] = f"{names[position]}: {field_name}{entry.reason}"
+    if letters and dead_letter is not None:
+        dead_letter(letters)
     result.problems = [problems[k] for k in sorted(problems)]
     del result.problems[MAX_PROBLEMS:]
     for problem in result.problems:
@@ -185,7 +207,12 @@ class HttpConnector(Connector):
         source: str | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        dead_letter: DeadLetterFn | None = None,
+        fmt: str | None = None,
     ) -> None:
+        """``dead_letter`` keeps refused items (``IngestService.refuse``; without it they are only logged
+        and counted). ``fmt``: the alert format of the pulled documents (default: the connector's vendor
+        format; ``auto`` or another ingest format for an index or search holding other alerts)."""
         if not url:
             raise InputError("a URL is required", field="url")
         self.url = url.rstrip("/")
@@ -193,6 +220,11 @@ class HttpConnector(Connector):
         self.name = name
         self.cursors: CursorStore = cursors if cursors is not None else MemoryCursorStore()
         self.source = source
+        self.dead_letter = dead_letter
+        if fmt is not None:
+            if fmt != "auto" and fmt not in FORMATS:
+                raise InputError(f"unknown format {fmt!r}", field="format")
+            self.fmt = fmt
         if isinstance(verify, str):  # a CA bundle path passed as verify (older callers)
             ca_bundle, verify = ca_bundle or verify, True
         auth = HttpAuth(
@@ -220,6 +252,30 @@ class HttpConnector(Connector):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def letter_source(self) -> str | None:
+        """The source named on this connector's dead letters."""
+        return self.source or DEFAULT_SOURCES.get(self.fmt)
+
+    def submit_page(
+        self, page: Sequence[PageItem], docs: Sequence[dict[str, Any]] | None = None
+    ) -> PollResult:
+        """Hand a page's readable items to ingest and its refused ones to ``dead_letter``.
+
+        ``docs`` (default each item's cleaned ``doc``) are what is normalized, in the order of the
+        page's readable items."""
+        good = [p for p in page if p.refusal is None and p.doc is not None]
+        refused = [(p.label, p.refusal) for p in page if p.refusal is not None]
+        return submit(
+            list(docs) if docs is not None else [p.doc for p in good if p.doc is not None],
+            self.ingest,
+            fmt=self.fmt,
+            source=self.source,
+            labels=[p.label for p in good],
+            refused=refused,
+            dead_letter=self.dead_letter,
+        )
 
     def _redact(self, text: str) -> str:
         return self.http.redact(text)

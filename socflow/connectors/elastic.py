@@ -11,6 +11,11 @@ refresh intervals, a slow rule, a cluster catching up) are found by the lookback
 set, each poll also re-reads ``[cursor - lookback, cursor]`` and submits only hits it has not seen. The ids
 seen inside that window are kept in the cursor (bounded), so each late alert is ingested once and the
 re-read costs no duplicate work.
+
+A hostile page loses nothing: each hit is read and cleaned on its own (``socflow.connectors.pages``); a hit
+that is not an object, does not parse, or holds unsafe JSON (a 5,000-digit number, NaN, nesting past 32
+levels) is refused with its reason and kept as a dead letter (``dead_letter``), the other hits are
+ingested, and the cursor moves past the refused hit by its sort values.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Any
 
 import httpx
 
-from socflow.connectors.base import HttpConnector, IngestFn, PollResult, connector_error, submit
+from socflow.connectors.base import ConnectorError, DeadLetterFn, HttpConnector, IngestFn, PollResult
 from socflow.connectors.cursors import CursorStore
-from socflow.http import RemoteError, RetryPolicy, search_hits
+from socflow.connectors.pages import PageError, PageItem, elastic_hits
+from socflow.http import RetryPolicy
 from socflow.normalize import epoch_seconds, to_iso
 
 DEFAULT_INDEX = ".alerts-security.alerts-default"
@@ -57,6 +63,8 @@ class ElasticAlertsConnector(HttpConnector):
         lookback: float = 0.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        dead_letter: DeadLetterFn | None = None,
+        fmt: str | None = None,
     ) -> None:
         """``since``: where the very first poll starts (ISO time or Elastic date math such as
         ``now-24h``; default: everything). ``query``: an extra filter clause (e.g. open alerts only).
@@ -76,6 +84,8 @@ class ElasticAlertsConnector(HttpConnector):
             source=source,
             retry=retry,
             transport=transport,
+            dead_letter=dead_letter,
+            fmt=fmt,
         )
         self.lookback = max(0.0, lookback)
         self.index = index
@@ -103,16 +113,17 @@ class ElasticAlertsConnector(HttpConnector):
             body["search_after"] = cursor["search_after"]
         return body
 
-    def _search(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+    def _search(self, body: dict[str, Any]) -> list[PageItem]:
+        """One page of hits, each readable (``doc``) or refused (``socflow.connectors.pages``)."""
+        response = self._post(f"/{self.index}/_search", json=body)
         try:
-            answer = self.http.json("POST", f"/{self.index}/_search", json=body)
-            return search_hits(answer, name=self.name)
-        except RemoteError as exc:
-            raise connector_error(exc) from None
+            return elastic_hits(response.content, source=self.letter_source, timestamp_field=TIMESTAMP)
+        except PageError as exc:
+            raise ConnectorError(f"{self.name}: {exc}") from None
 
     def poll_once(self) -> PollResult:
         """Up to ``max_pages`` pages after the cursor, then the lookback window; the cursor is saved after
-        each page is ingested."""
+        each page is ingested (and its refused hits kept as dead letters)."""
         result = PollResult()
         cursor = self.cursors.load(self.name)
         seen: dict[str, float] = dict((cursor or {}).get("seen") or {})
@@ -121,7 +132,10 @@ class ElasticAlertsConnector(HttpConnector):
             if not hits:
                 break
             result.add(self._submit(hits))
-            cursor = self._cursor_after(hits[-1], self._remember(seen, hits))
+            after = self._cursor_after(hits, self._remember(seen, hits))
+            if after is None:  # not one hit of a page can be placed: the source answers nonsense
+                raise ConnectorError(f"{self.name}: no hit of the page has usable sort values")
+            cursor = after
             self.cursors.save(self.name, cursor)
             if len(hits) < self.size:
                 break
@@ -136,16 +150,17 @@ class ElasticAlertsConnector(HttpConnector):
         result.cursor = cursor
         return result
 
-    def _submit(self, hits: list[dict[str, Any]]) -> PollResult:
-        return submit(
-            hits,
-            self.ingest,
-            fmt=self.fmt,
-            source=self.source,
-            labels=[f"hit {h.get('_id', '?')}" for h in hits],
-        )
+    def _submit(self, hits: list[PageItem]) -> PollResult:
+        if self.fmt == "elastic":  # the mapping reads the hit (``_id``, ``_index``) around its document
+            return self.submit_page(hits)
+        docs: list[dict[str, Any]] = []
+        for hit in hits:
+            if hit.refusal is None and hit.doc is not None:
+                source = hit.doc.get("_source")
+                docs.append(source if isinstance(source, dict) else hit.doc)
+        return self.submit_page(hits, docs)
 
-    def _late(self, cursor: dict[str, Any], seen: dict[str, float]) -> list[dict[str, Any]]:
+    def _late(self, cursor: dict[str, Any], seen: dict[str, float]) -> list[PageItem]:
         """Hits in ``[cursor - lookback, cursor]`` not seen before."""
         end = epoch_seconds(cursor["timestamp"])
         if end is None:
@@ -160,27 +175,23 @@ class ElasticAlertsConnector(HttpConnector):
             "query": {"bool": {"filter": filters}},
             "track_total_hits": False,
         }
-        late: list[dict[str, Any]] = []
+        late: list[PageItem] = []
         for _ in range(LOOKBACK_MAX_PAGES):
             hits = self._search(body)
-            late += [h for h in hits if self._key(h) not in seen]
-            if len(hits) < self.size or not isinstance(hits[-1].get("sort"), list):
+            late += [h for h in hits if h.key is not None and h.key not in seen]  # no id: forward pass only
+            placed = [h for h in hits if h.sort is not None]
+            if len(hits) < self.size or not placed:
                 break
-            body["search_after"] = hits[-1]["sort"]
+            body["search_after"] = placed[-1].sort
         return late
 
-    @staticmethod
-    def _key(hit: dict[str, Any]) -> str:
-        return f"{hit.get('_index', '')}/{hit.get('_id', '')}"
-
-    def _remember(self, seen: dict[str, float], hits: list[dict[str, Any]]) -> dict[str, float]:
+    def _remember(self, seen: dict[str, float], hits: list[PageItem]) -> dict[str, float]:
         """Add ``hits`` to ``seen`` and drop what fell out of the lookback window (at most MAX_SEEN)."""
         if not self.lookback:
             return {}
         for hit in hits:
-            t = epoch_seconds((hit.get("_source") or {}).get(TIMESTAMP))
-            if t is not None:
-                seen[self._key(hit)] = t
+            if hit.key is not None and hit.time is not None:
+                seen[hit.key] = hit.time
         if seen:
             newest = max(seen.values())
             kept = sorted(((t, k) for k, t in seen.items() if t >= newest - self.lookback), reverse=True)
@@ -189,14 +200,18 @@ class ElasticAlertsConnector(HttpConnector):
         return seen
 
     @staticmethod
-    def _cursor_after(hit: dict[str, Any], seen: dict[str, float] | None = None) -> dict[str, Any]:
-        doc = hit.get("_source") or {}
-        timestamp = doc.get(TIMESTAMP)
-        sort = hit.get("sort")
-        if not isinstance(sort, list):
-            uuid = doc.get(TIEBREAKER) or (doc.get("kibana") or {}).get("alert", {}).get("uuid")
-            sort = [timestamp, uuid]
-        cursor: dict[str, Any] = {"timestamp": timestamp, "search_after": sort}
-        if seen:
-            cursor["seen"] = dict(seen)
-        return cursor
+    def _cursor_after(hits: list[PageItem], seen: dict[str, float] | None = None) -> dict[str, Any] | None:
+        """The cursor after the last hit that can be placed (sort values and a time), refused or not:
+        a refused hit is dead-lettered once and the next search starts after it."""
+        for hit in reversed(hits):
+            sort = hit.sort
+            if sort is None and hit.doc is not None and hit.timestamp is not None:  # no sort values echoed
+                doc = hit.doc.get("_source") or {}
+                uuid = doc.get(TIEBREAKER) or (doc.get("kibana") or {}).get("alert", {}).get("uuid")
+                sort = [hit.timestamp, uuid] if isinstance(uuid, str) else None
+            if sort is not None and hit.timestamp is not None:
+                cursor: dict[str, Any] = {"timestamp": hit.timestamp, "search_after": sort}
+                if seen:
+                    cursor["seen"] = dict(seen)
+                return cursor
+        return None

@@ -6,6 +6,18 @@ last stored ``_time`` (epoch seconds) and the ``event_id``\\ s stored at exactly
 search asks for ``_time > t OR (_time = t AND NOT event_id IN those)``: notables sharing one second across
 a page boundary are neither skipped nor re-read. ``earliest_time`` is set to the cursor so Splunk only
 scans from there.
+
+Late-indexed notables (``_time`` older than the cursor when they become searchable: a correlation search
+that ran late, an indexer catching up) are found by the lookback, as in the Elastic connector: with
+``lookback`` seconds set, each poll also exports ``lookback`` seconds before the cursor (``_time >= t -
+lookback AND _time <= t``) and submits only the rows whose ``event_id`` it has not seen. The event ids seen
+inside that window are kept in the cursor (``seen``, bounded to ``MAX_SEEN`` and pruned to the window), so
+each late notable is ingested once.
+
+A hostile export loses nothing: each line is read and cleaned on its own (``socflow.connectors.pages``); a
+line that does not parse, is not an object, or holds unsafe JSON is refused with its reason and kept as a
+dead letter (``dead_letter``), the other rows are ingested, and the cursor moves past it by its ``_time``
+where that can still be read.
 """
 
 from __future__ import annotations
@@ -14,13 +26,15 @@ from typing import Any
 
 import httpx
 
-from socflow.connectors.base import ConnectorError, HttpConnector, IngestFn, PollResult, submit
+from socflow.connectors.base import ConnectorError, DeadLetterFn, HttpConnector, IngestFn, PollResult
 from socflow.connectors.cursors import CursorStore
-from socflow.http import RemoteError, RetryPolicy, export_rows, spl_quote
-from socflow.normalize import epoch_seconds
+from socflow.connectors.pages import PageItem, export_rows
+from socflow.http import RetryPolicy, spl_quote
 
 EXPORT_PATH = "/services/search/jobs/export"
 MAX_CURSOR_IDS = 1000
+MAX_SEEN = 10_000
+LOOKBACK_MAX_PAGES = 100  # the lookback export reads at most ``size`` x this many rows
 
 
 def _fmt_time(t: float) -> str:
@@ -49,12 +63,16 @@ class SplunkNotablesConnector(HttpConnector):
         verify: bool | str = True,
         ca_bundle: str | None = None,
         source: str | None = None,
+        lookback: float = 0.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        dead_letter: DeadLetterFn | None = None,
+        fmt: str | None = None,
     ) -> None:
         """``since``: ``earliest_time`` of the very first poll (``-24h``, epoch, ISO; default ``0``, all).
         ``search``: the base search (default the ES ``notable`` macro). Splunk tokens go in
-        ``bearer_token``; ``username``/``password`` use basic auth."""
+        ``bearer_token``; ``username``/``password`` use basic auth. ``lookback``: seconds before the
+        cursor re-read each poll for late-indexed notables (0: off)."""
         super().__init__(
             url,
             ingest,
@@ -70,7 +88,10 @@ class SplunkNotablesConnector(HttpConnector):
             source=source,
             retry=retry,
             transport=transport,
+            dead_letter=dead_letter,
+            fmt=fmt,
         )
+        self.lookback = max(0.0, lookback)
         self.size = size
         self.max_pages = max_pages
         self.since = since
@@ -91,47 +112,93 @@ class SplunkNotablesConnector(HttpConnector):
         spl += f" | sort 0 _time event_id | head {self.size}"
         return {"search": spl, "output_mode": "json", "earliest_time": earliest, "latest_time": "now"}
 
-    def _export(self, cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
-        response = self._post(EXPORT_PATH, data=self.search_params(cursor))
-        try:
-            return export_rows(response.text, name=self.name)
-        except RemoteError as exc:
-            raise ConnectorError(str(exc)) from None
+    def late_params(self, start: float, end: float) -> dict[str, str]:
+        """The lookback search: notables with ``start <= _time <= end`` (at most LOOKBACK_MAX_ROWS)."""
+        a, b = _fmt_time(start), _fmt_time(end)
+        spl = (
+            f"{self.base_search} | where _time >= {a} AND _time <= {b} | sort 0 _time event_id"
+            f" | head {self.size * LOOKBACK_MAX_PAGES}"
+        )
+        return {"search": spl, "output_mode": "json", "earliest_time": a, "latest_time": "now"}
+
+    def _export(self, params: dict[str, str]) -> list[PageItem]:
+        """One export's rows, each readable (``doc``) or refused (``socflow.connectors.pages``)."""
+        response = self._post(EXPORT_PATH, data=params)
+        return export_rows(response.content, source=self.letter_source)
 
     def poll_once(self) -> PollResult:
-        """Up to ``max_pages`` searches; the cursor is saved after each page is ingested."""
+        """Up to ``max_pages`` searches, then the lookback window; the cursor is saved after each page is
+        ingested (and its refused rows kept as dead letters)."""
         result = PollResult()
         cursor = self.cursors.load(self.name)
+        seen: dict[str, float] = dict((cursor or {}).get("seen") or {})
         for _ in range(self.max_pages):
-            rows = self._export(cursor)
+            rows = self._export(self.search_params(cursor))
             if not rows:
                 break
-            result.add(
-                submit(
-                    rows,
-                    self.ingest,
-                    fmt=self.fmt,
-                    source=self.source,
-                    labels=[f"notable {r.get('event_id', '?')}" for r in rows],
-                )
-            )
-            cursor = self._cursor_after(rows, cursor)
+            result.add(self._submit(rows))
+            after = self._cursor_after(rows, cursor, self._remember(seen, rows))
+            if after is None:
+                raise ConnectorError(f"{self.name}: no row of the export has a usable _time")
+            cursor = after
             self.cursors.save(self.name, cursor)
             if len(rows) < self.size:
                 break
         else:
             result.more = True
+        if self.lookback and cursor and cursor.get("time") is not None:
+            end = float(cursor["time"])
+            late = [
+                r
+                for r in self._export(self.late_params(end - self.lookback, end))
+                if r.key is not None and r.key not in seen  # a row without an event id: forward pass only
+            ]
+            if late:
+                result.add(self._submit(late))
+                cursor = {**cursor, "seen": self._remember(seen, late)}
+                self.cursors.save(self.name, cursor)
         result.cursor = cursor
         return result
 
+    def _submit(self, rows: list[PageItem]) -> PollResult:
+        if self.fmt == "splunk_notable":
+            return self.submit_page(rows)
+        # another format: Splunk's own fields (``_time``, ``_raw``, ``_cd``, ...) are not the document's
+        docs = [
+            {k: v for k, v in r.doc.items() if not k.startswith("_")}
+            for r in rows
+            if r.refusal is None and r.doc is not None
+        ]
+        return self.submit_page(rows, docs)
+
+    def _remember(self, seen: dict[str, float], rows: list[PageItem]) -> dict[str, float]:
+        """Add ``rows`` to ``seen`` and drop what fell out of the lookback window (at most MAX_SEEN)."""
+        if not self.lookback:
+            return {}
+        for row in rows:
+            if row.key is not None and row.time is not None:
+                seen[row.key] = row.time
+        if seen:
+            newest = max(seen.values())
+            kept = sorted(((t, k) for k, t in seen.items() if t >= newest - self.lookback), reverse=True)
+            seen.clear()
+            seen.update({k: t for t, k in kept[:MAX_SEEN]})
+        return seen
+
     @staticmethod
-    def _cursor_after(rows: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict[str, Any]:
-        times = [(epoch_seconds(r.get("_time")), r) for r in rows]
-        known = [(t, r) for t, r in times if t is not None]
+    def _cursor_after(
+        rows: list[PageItem], previous: dict[str, Any] | None, seen: dict[str, float] | None = None
+    ) -> dict[str, Any] | None:
+        """The newest ``_time`` of the page (refused rows included: they are dead-lettered once) and the
+        event ids at that time; ``None`` when no row has a usable time."""
+        known = [(r.time, r.key) for r in rows if r.time is not None]
         if not known:
-            return previous or {}
+            return None
         last = max(t for t, _ in known)
-        ids = [str(r["event_id"]) for t, r in known if t == last and r.get("event_id") is not None]
+        ids = [k for t, k in known if t == last and k is not None]
         if previous and previous.get("time") is not None and float(previous["time"]) == last:
             ids = list(dict.fromkeys([*previous.get("ids", []), *ids]))
-        return {"time": last, "ids": ids[-MAX_CURSOR_IDS:]}
+        cursor: dict[str, Any] = {"time": last, "ids": ids[-MAX_CURSOR_IDS:]}
+        if seen:
+            cursor["seen"] = dict(seen)
+        return cursor

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from socflow.errors import StructuredOutputError
 from socflow.model.base import CallContext, Message
+from socflow.model.budget import estimate_tokens
 from socflow.model.context import resolve_context
 from socflow.model.recorder import CallRecord, ModelCallRecorder, audited
 from socflow.model.schema import BoundedSchema, bounded_schema
@@ -141,6 +142,20 @@ class DrivenModel:
         self.recorder = recorder
         self.max_new_tokens = max_new_tokens
         self.repetition_penalty = repetition_penalty
+        self.context_tokens: int | None = None  # an operator's override of the backend's context length
+
+    # -- the prompt budget (``socflow.model.budget``) --------------------------------------------------------
+
+    def context_length(self) -> int | None:
+        """Tokens of context (prompt plus answer): the override, else what the backend knows, else None."""
+        return self.context_tokens or self._context_length()
+
+    def _context_length(self) -> int | None:
+        return None
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of ``messages`` as this backend prompts them (an upper estimate without a tokenizer)."""
+        return estimate_tokens(self.render(messages))
 
     @property
     def model_id(self) -> str:

@@ -114,14 +114,42 @@ class EndpointModel(DrivenModel):
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
-        self._context: int | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._context: int | None = None  # max_model_len from /v1/models, once asked (0: not said)
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout_seconds, headers=headers, transport=transport
         )
 
     def close(self) -> None:
         self._http.close()
+
+    # -- the prompt budget -----------------------------------------------------------------------------------
+
+    def _context_length(self) -> int | None:
+        """``max_model_len`` of this model in the server's ``GET /v1/models`` (vLLM), asked once; ``None``
+        when the server does not say (then only ``SOCFLOW_MODEL__CONTEXT_TOKENS`` bounds prompts)."""
+        if self._context is None:
+            found = 0
+            try:
+                response = self._http.get("/v1/models")
+                models = response.json().get("data") if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                models = None
+            if isinstance(models, list):
+                entries = [m for m in models if isinstance(m, dict)]
+                mine = [m for m in entries if m.get("id") == self.name] or entries[:1]
+                value = mine[0].get("max_model_len") if mine else None
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    found = value
+            self._context = found
+        return self._context or None
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """The server's ``/tokenize`` of the templated messages; an upper estimate where it has none."""
+        try:
+            return len(self._tokenize(messages, CallRecord("count_tokens", self.backend, self.name)))
+        except ModelError:
+            return super().count_tokens(messages)
 
     def __enter__(self) -> EndpointModel:
         return self
@@ -167,26 +195,6 @@ class EndpointModel(DrivenModel):
                 time.sleep(min(delay, self.max_backoff_seconds))
         assert last is not None
         raise last
-
-    def _context_length(self) -> int | None:
-        """The served model's context window (vLLM's ``max_model_len`` in ``/v1/models``); None when the
-        server does not say. Read once per process (a failed read is tried again on the next call)."""
-        if self._context is None:
-            try:
-                response = self._http.get("/v1/models")
-            except httpx.HTTPError:
-                return None  # down: asked again on the next call
-            try:
-                data = response.json().get("data") if response.status_code == 200 else None
-            except (ValueError, AttributeError):
-                data = None
-            for card in data if isinstance(data, list) else []:
-                if isinstance(card, dict) and card.get("id") == self.name:
-                    length = card.get("max_model_len")
-                    self._context = int(length) if isinstance(length, int) and length > 0 else 0
-            if self._context is None:
-                self._context = 0
-        return self._context or None
 
     def _fit_budget(self, messages: Sequence[Message], max_tokens: int, rec: CallRecord) -> int:
         """``max_tokens`` cut to what the context window leaves after the prompt: a server rejects a request

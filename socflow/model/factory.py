@@ -6,6 +6,7 @@ from typing import Any
 
 from socflow.errors import ConfigError, ModelUnavailable
 from socflow.model.base import ModelClient
+from socflow.model.driver import DrivenModel
 from socflow.model.recorder import ModelCallRecorder
 from socflow.settings import ModelSettings
 
@@ -24,6 +25,15 @@ def build_model_client(
 
     ``batching`` overrides ``settings.batching`` (a model-holding worker with a thread pool turns it on).
     """
+    client = _build(settings, recorder, batching=batching)
+    if settings.context_tokens and isinstance(client, DrivenModel):
+        client.context_tokens = settings.context_tokens
+    return client
+
+
+def _build(
+    settings: ModelSettings, recorder: ModelCallRecorder | None, *, batching: bool | None
+) -> ModelClient:
     if settings.backend == "transformers":
         from socflow.model.hf import TransformersModel
 

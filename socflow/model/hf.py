@@ -256,6 +256,14 @@ class TransformersModel(DrivenModel):
         )
         return str(rendered)
 
+    def _context_length(self) -> int | None:
+        return self.load().context_length
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Exact: the tokenizer over the chat-templated prompt."""
+        ids = self.load().tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+        return len(ids)
+
     def _check_length(self, n_prompt: int, n_new: int) -> None:
         context = self.load().context_length
         if context is not None and n_prompt + n_new > context:

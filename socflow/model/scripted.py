@@ -104,6 +104,7 @@ class ScriptedModel(DrivenModel):
         """The same rules writing to ``recorder``; the twin's calls land in this model's ``calls`` too."""
         twin = ScriptedModel(self.rules, recorder=recorder, model_id=self.name)
         twin.calls = self.calls
+        twin.context_tokens = self.context_tokens
         return twin
 
     # -- rule lookup -------------------------------------------------------------------------------------

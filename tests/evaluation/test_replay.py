@@ -44,6 +44,11 @@ def _approved_db(sqlite_url: str, tmp_path: Path) -> tuple[Path, list[int]]:
         cases.append(report.items[0].case_id)
     submit_decision(runner, cases[0], Decision(action="approve", user="ann"))
     submit_decision(runner, cases[1], Decision(action="approve", user="ann", verdict="false_positive"))
+    # Close the analysts' engine now: its last SQLite connection checkpoints the WAL into the database
+    # file when it closes. Left open, that happened whenever the garbage collector got to the engine --
+    # during the replay after other tests had left garbage behind -- and changed the file's bytes under
+    # the "untouched" assertion (the file change counter), so the test failed only after other tests.
+    services.close()
     return Path(sqlite_url.removeprefix("sqlite:///")), cases
 
 

@@ -69,3 +69,35 @@ def test_missing_url_and_path_are_one_line_errors(env: str) -> None:
     assert result.exit_code == 2 and "url: a URL is required" in result.stderr
     folder = runner.invoke(app, ["run", "folder", "--once"])
     assert folder.exit_code == 2 and "--path" in folder.output
+
+
+def test_hostile_page_once_keeps_refused_hits_as_dead_letters(
+    monkeypatch: pytest.MonkeyPatch, env: str, stored: Stored
+) -> None:
+    """``connector run --once`` wires the dead-letter hook: a hit with a 5,000-digit number and one that
+    is not an object are refused (exit 1) and listed; the good hits of the page are stored."""
+    good = [elastic_doc(n, t) for n, t in enumerate(ELASTIC_TIMES[:2], start=1)]
+    hits = [
+        json.dumps({"_id": "a", "_index": "i", "sort": [1, "a"], "_source": good[0]}).encode(),
+        b'{"_id":"huge","_index":"i","sort":[2,"huge"],"_source":{"kibana.alert.uuid":"u-huge","n":'
+        + b"9" * 5000
+        + b"}}",
+        b'"not an object"',
+        json.dumps({"_id": "b", "_index": "i", "sort": [3, "b"], "_source": good[1]}).encode(),
+    ]
+    with paging_server() as server:
+        server.raw_pages.append(b'{"hits":{"hits":[' + b",".join(hits) + b"]}}")
+        monkeypatch.setenv("SOCFLOW_CONNECTOR__URL", server.url)
+        result = runner.invoke(app, ["run", "elastic", "--once", "--lookback", "0"])
+    assert result.exit_code == 1, result.output
+    assert "elastic: fetched=4 accepted=2 duplicates=0 rejected=2" in result.stdout
+    assert "hit huge: _source.n: number with 5000 digits" in result.stderr
+    assert "hit #2: a search hit must be a JSON object" in result.stderr
+    assert [ref for _, ref in stored.refs()] == ["uuid-001", "uuid-002"]
+
+    from socflow.cli import app as main
+
+    shown = runner.invoke(main, ["deadletters", "list", "--door", "connector", "--json"])
+    rows = json.loads(shown.stdout)["rows"]
+    assert sorted(r["reason"].split(":")[0] for r in rows) == ["hit #2", "hit huge"]
+    assert {r["actor"] for r in rows} == {"connector:elastic"}

@@ -329,3 +329,74 @@ def test_run_loop_polls_until_stopped(server: PagingServer, stored: Stored) -> N
     assert not worker.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], ConnectorHTTPError)
     assert [p.accepted for p in polls] == [2, 2, 1]
+
+
+def test_splunk_lookback_picks_late_notables_once(server: PagingServer, stored: Stored, db_url: str) -> None:
+    """Same lookback semantics as Elastic: a notable indexed late, stamped inside ``lookback`` seconds
+    before the cursor, is ingested exactly once; one stamped before the window is not re-read."""
+    server.splunk_rows = [splunk_row(n, t) for n, t in enumerate(SPLUNK_TIMES, start=1)]
+    ingest = stored.ingest("connector:splunk")
+
+    def connector() -> SplunkNotablesConnector:  # a fresh process each time: only the database remembers
+        return SplunkNotablesConnector(
+            server.url, ingest, cursors=DbCursorStore(stored.factory), size=2, lookback=120
+        )
+
+    with connector() as first:
+        caught_up = first.poll_once()
+    assert (caught_up.fetched, caught_up.accepted, caught_up.duplicates) == (5, 5, 0)
+    saved = cursor_row(db_url, "splunk")
+    assert saved is not None and saved["time"] == 1744192980.0
+    assert set(saved["seen"]) == {
+        r["event_id"] for r in server.splunk_rows if float(r["_time"]) >= 1744192860
+    }
+    lookback = server.requests[-1].form()
+    assert lookback["search"] == (
+        "search `notable` | where _time >= 1744192860 AND _time <= 1744192980 | sort 0 _time event_id"
+        " | head 200"
+    )
+    assert lookback["earliest_time"] == "1744192860"
+
+    # late: stamped 10:01:30 (inside the 120 s window before the 10:03 cursor) and 09:50 (outside it)
+    server.splunk_rows += [splunk_row(50, "1744192890.000"), splunk_row(51, "1744192200.000")]
+    with connector() as second:
+        late = second.poll_once()
+        again = second.poll_once()
+    assert (late.fetched, late.accepted, late.duplicates) == (1, 1, 0)
+    assert (again.fetched, again.accepted, again.duplicates) == (0, 0, 0)
+    refs = [ref for _, ref in stored.refs()]
+    assert refs.count("EV-050@@notable@@0050") == 1 and "EV-051@@notable@@0051" not in refs
+
+    # a newer notable moves the cursor; the window (and the seen ids) move with it
+    server.splunk_rows.append(splunk_row(6, "1744193400.000"))
+    with connector() as third:
+        assert third.poll_once().accepted == 1
+    saved = cursor_row(db_url, "splunk")
+    assert saved is not None and set(saved["seen"]) == {"EV-006@@notable@@0006"}
+
+
+def test_splunk_without_lookback_reads_no_window(server: PagingServer, stored: Stored) -> None:
+    server.splunk_rows = [splunk_row(n, t) for n, t in enumerate(SPLUNK_TIMES, start=1)]
+    with SplunkNotablesConnector(server.url, stored.ingest("connector:splunk"), size=10) as conn:
+        result = conn.poll_once()
+    assert result.accepted == 5 and result.cursor is not None and "seen" not in result.cursor
+    assert all("_time >=" not in r.form()["search"] for r in server.requests)
+
+
+def test_an_unreadable_answer_is_a_connector_error_and_keeps_the_cursor(server: PagingServer) -> None:
+    """Only an answer with nothing readable at all fails the poll (retried with backoff); the cursor stays."""
+    cursors = MemoryCursorStore()
+    cursors.save("elastic", {"timestamp": "2025-04-09T10:00:00Z", "search_after": [1, "a"]})
+    cursors.save("splunk", {"time": 1744192800.0, "ids": []})
+    server.raw_pages += [b"<html>proxy error</html>", b'{"hits": {"hits": "nope"}}']
+    with ElasticAlertsConnector(server.url, lambda a: PollResult(), cursors=cursors) as conn:
+        for _ in range(2):
+            with pytest.raises(ConnectorError, match="hits"):
+                conn.poll_once()
+    # an export whose rows have no readable _time cannot be placed: an error, not a silent re-read
+    server.raw_pages.append(b'{"preview":false,"result":{"event_id":"x","_time":"never"}}\n')
+    splunk = SplunkNotablesConnector(server.url, lambda a: PollResult(), cursors=cursors)
+    with splunk, pytest.raises(ConnectorError, match="_time"):
+        splunk.poll_once()
+    assert cursors.load("elastic") == {"timestamp": "2025-04-09T10:00:00Z", "search_after": [1, "a"]}
+    assert cursors.load("splunk") == {"time": 1744192800.0, "ids": []}

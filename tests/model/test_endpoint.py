@@ -306,3 +306,26 @@ def test_factory_builds_the_endpoint_backend(server: OpenAICompatServer) -> None
 
     with pytest.raises(ModelUnavailable):
         build_model_client(ModelSettings(backend="endpoint", endpoint_url=""), None)
+
+
+def test_the_prompt_budget_comes_from_the_server(server: OpenAICompatServer) -> None:
+    """``max_model_len`` of ``GET /v1/models`` is the context (asked once); tokens are counted by the
+    server's ``/tokenize`` through the chat template; an override wins."""
+    from socflow.model.budget import prompt_budget
+
+    with _client(server) as client:
+        budget = prompt_budget(client)
+        assert budget is not None and budget.context_tokens == 4096
+        assert client.context_length() == 4096
+        assert budget.count(PROMPT) > len(PROMPT[0]["content"])  # one token a character, template too
+        assert server.seen("/tokenize")[-1]["messages"] == [dict(m) for m in PROMPT]
+        client.context_tokens = 1024
+        assert prompt_budget(client).context_tokens == 1024  # type: ignore[union-attr]
+
+
+def test_a_server_without_tokenize_gets_an_estimate(server: OpenAICompatServer) -> None:
+    from socflow.model.budget import estimate_tokens
+
+    server.responders["/tokenize"] = lambda body: Reply({"error": "not found"}, status=404)
+    with _client(server, max_retries=0) as client:
+        assert client.count_tokens(PROMPT) == estimate_tokens(client.render(PROMPT))

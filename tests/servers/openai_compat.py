@@ -192,7 +192,8 @@ def _keys(path: str, body: dict[str, Any], required: set[str], allowed: set[str]
 def _handler(state: OpenAICompatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self._send(Reply({"object": "list", "data": [{"id": "test-model"}]}))
+            # vLLM's /v1/models names each model's context length (max_model_len)
+            self._send(Reply({"object": "list", "data": [{"id": "test-model", "max_model_len": 4096}]}))
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

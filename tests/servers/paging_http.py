@@ -5,7 +5,10 @@
   ``search_after`` on the sort values (epoch milliseconds, uuid), ``size``.
 - ``POST /services/search/jobs/export``: Splunk's export over ``splunk_rows`` (notable results): reads the
   form's ``search`` (``where _time > T OR (_time = T AND NOT in(event_id, ...))`` and ``head N``), answers
-  NDJSON rows ``{"preview": false, "offset": i, "result": {...}}``.
+  NDJSON rows ``{"preview": false, "offset": i, "result": {...}}``; the lookback search
+  (``where _time >= A AND _time <= B``) too.
+- ``raw_pages``: answers sent verbatim, in order, before any computed one (hostile pages: bytes no real
+  server would store, such as NaN literals, 5,000-digit numbers, invalid UTF-8, non-object hits).
 
 Every request is recorded (method, path, headers, body). ``required_auth`` makes requests without that
 ``Authorization`` header get 401; ``fail_with`` answers the next requests with an error status and a body
@@ -49,6 +52,7 @@ class PagingServer:
     requests: list[Recorded] = field(default_factory=list)
     required_auth: str | None = None
     fail_with: list[int] = field(default_factory=list)
+    raw_pages: list[bytes] = field(default_factory=list)  # answered verbatim (FIFO) before any search
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -91,6 +95,10 @@ class PagingServer:
         rows = sorted(self.splunk_rows, key=lambda r: (float(r["_time"]), r["event_id"]))
         earliest = form.get("earliest_time", "0")
         rows = [r for r in rows if float(r["_time"]) >= float(earliest)]
+        window = re.search(r"_time >= ([\d.]+) AND _time <= ([\d.]+)", spl)  # the lookback search
+        if window:
+            low, high = float(window.group(1)), float(window.group(2))
+            rows = [r for r in rows if low <= float(r["_time"]) <= high]
         after = re.search(r"_time > ([\d.]+)", spl)
         if after:
             t = float(after.group(1))
@@ -144,7 +152,9 @@ def _handler(state: PagingServer) -> type[BaseHTTPRequestHandler]:
                 if state.required_auth and self.headers.get("Authorization") != state.required_auth:
                     self._reply(401, "application/json", b'{"error": "unauthorized"}')
                     return
-                if path == EXPORT_PATH:
+                if state.raw_pages and (path == EXPORT_PATH or path.endswith("/_search")):
+                    self._reply(200, "application/json", state.raw_pages.pop(0))
+                elif path == EXPORT_PATH:
                     self._reply(200, "application/json", state.export(record.form()))
                 elif path.endswith("/_search"):
                     self._reply(200, "application/json", json.dumps(state.search(record.json())).encode())

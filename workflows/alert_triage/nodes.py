@@ -20,6 +20,9 @@ from socflow.enums import AuthorKind, CaseStatus, Verdict
 from socflow.errors import ModelError, StructuredOutputError, TransientError
 from socflow.evidence import case_context, collect_evidence
 from socflow.hitl import Outcome, apply_note_decision, request_approval
+from socflow.model.budget import prompt_budget
+from socflow.model.schema import bounded_schema
+from socflow.model.structured import schema_instruction
 from socflow.outbox import enqueue_writeback
 from socflow.policy import case_facts, decide, priority_rank
 from socflow.schemas import TechniqueRecord
@@ -30,7 +33,7 @@ from socflow.tables import Alert, Case, Evidence
 from tools.attack import MappingInput, map_techniques
 from tools.attack.mapper import EvidenceText
 from tools.notes import NoteInput, ValidatedTechnique, actions_from_audit, draft_case_note, evidence_item
-from workflows.alert_triage.prompts import VERDICT_LABELS, assess_messages, case_block, score_prompt
+from workflows.alert_triage.prompts import VERDICT_LABELS, fit_case
 from workflows.alert_triage.state import Assessment, AssessmentState, TriageState
 
 ACTOR = "socflow:alert_triage"
@@ -39,6 +42,8 @@ WINDOW = timedelta(hours=1)
 MAX_ALERT_EVIDENCE = 20
 MAX_SIEM_EVIDENCE = 30
 MAX_MAPPED_ALERTS = 10
+MAX_PROMPT_EVIDENCE = 25
+ASSESSMENT_SCHEMA = bounded_schema(Assessment)
 CLOSING_VERDICTS = {Verdict.false_positive.value, Verdict.benign_positive.value}
 
 
@@ -100,14 +105,18 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
     ctx = runtime.context
     case_id = state["case_id"]
     case, alerts, evidence = _load(ctx, case_id)
-    block = case_block(
+    techs = [f"{t['technique_id']} {t['name']}" for t in state.get("techniques", [])]
+    model = ctx.deps.model
+    prompt = fit_case(  # evidence in priority order; the lowest-priority items are left out first
         case.title,
         case.severity,
         [f"{a.title} ({a.severity}): {(a.description or '')[:300]}" for a in alerts[:10]],
-        [e.summary[:300] for e in evidence[:25]],
+        [e.summary[:300] for e in evidence[:MAX_PROMPT_EVIDENCE]],
+        techs,
+        budget=prompt_budget(model),
+        answer_tokens=ASSESSMENT_SCHEMA.token_budget,
+        instruction=schema_instruction(ASSESSMENT_SCHEMA.schema_json),
     )
-    techs = [f"{t['technique_id']} {t['name']}" for t in state.get("techniques", [])]
-    model = ctx.deps.model
     assessment: AssessmentState
     if model is None:
         assessment = {
@@ -120,10 +129,8 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
         }
     else:
         try:
-            answer = model.generate_structured(
-                assess_messages(block, techs), Assessment, ctx=ctx.call("assess_case")
-            )
-            scores = model.score_labels(score_prompt(block), VERDICT_LABELS, ctx=ctx.call("assess_case"))
+            answer = model.generate_structured(prompt.assess(techs), Assessment, ctx=ctx.call("assess_case"))
+            scores = model.score_labels(prompt.score(), VERDICT_LABELS, ctx=ctx.call("assess_case"))
         except (StructuredOutputError, ModelError) as exc:
             if isinstance(exc, TransientError):
                 raise  # the endpoint is down or busy: the runner retries the node, then fails the run
@@ -136,7 +143,7 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
                 "valid": False,
             }
         else:
-            labels = {f"E{i}": e.evidence_id for i, e in enumerate(evidence[:25], start=1)}
+            labels = {f"E{i}": e.evidence_id for i, e in enumerate(evidence[: prompt.kept], start=1)}
             calibration = ctx.deps.calibration
             if calibration is not None:
                 scores = calibration.apply(scores)
@@ -150,6 +157,8 @@ def assess_case(state: TriageState, runtime: Runtime[RunContext]) -> TriageState
                 "calibration": calibration.describe() if calibration is not None else "uncalibrated",
                 "valid": True,
             }
+    if prompt.omitted:
+        assessment["evidence_omitted"] = prompt.omitted
     with step_writes(runtime) as tx:
         tx.store.set_assessment(
             case_id,

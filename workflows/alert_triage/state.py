@@ -23,6 +23,7 @@ class AssessmentState(TypedDict, total=False):
     scores: dict[str, float]  # the label scores the confidence was read from (calibrated when it says so)
     calibration: str  # "uncalibrated", or the temperature and how many items it was fitted on
     valid: bool  # False: the fallback (no model, or its answer failed twice)
+    evidence_omitted: int  # evidence items left out of the prompt to fit the model's context (absent: 0)
 
 
 class PolicyState(TypedDict):
