@@ -33,7 +33,6 @@ from tools.siem.models import SiemEvent, SkipReason
 from tools.siem.prefilter import (
     LiteralIndex,
     Requirement,
-    ascii_lower,
     condition_of,
     literal_index,
     requirement,
@@ -87,13 +86,12 @@ class _Group:
         columns.extend(f"{_quote_ident(name)} COLLATE NOCASE" for name in self.fields)
         return f"CREATE TEMP TABLE {CTE_NAME} ({', '.join(columns)})"
 
-    def scan_sql(self, lower_in_sql: bool) -> str:
-        """The group's events with their stored JSON, lowered (ASCII only) when SQLite's lower() does."""
+    def scan_sql(self) -> str:
+        """The group's events in the batch with their stored JSON as UTF-8 bytes."""
         where = "e.rowid > ? AND e.rowid <= ?"
         if self.logsource_sql:
             where += f" AND ({self.logsource_sql})"
-        raw = "lower(e.raw)" if lower_in_sql else "e.raw"
-        return f"SELECT e.rowid, {raw} FROM events e WHERE {where}"
+        return f"SELECT e.rowid, CAST(e.raw AS BLOB) FROM events e WHERE {where}"
 
     def fill_sql(self, only: bool = False) -> str:
         columns = ["e.rowid", "e.raw" if self.needs_raw else "''"]
@@ -161,18 +159,12 @@ class BatchDetector:
             rules_filtered=sum(1 for g in self.groups for req in g.requirements if req),
             rules_unfiltered=sum(1 for g in self.groups for req in g.requirements if not req),
         )
-        self._lower_in_sql: bool | None = None
 
     def _candidates(
         self, conn: sqlite3.Connection, group: _Group, index: LiteralIndex, bounds: tuple[object, ...]
     ) -> tuple[set[int], list[set[int] | None]]:
         """(the group's events in the batch, candidate events per rule: None for a rule without literals)."""
-        if self._lower_in_sql is None:
-            # SQLite built with ICU lowers beyond ASCII; LIKE and NOCASE fold ASCII only.
-            self._lower_in_sql = conn.execute("SELECT lower('\u00c9A')").fetchone()[0] == "\u00c9a"
-        rows: Iterable[tuple[int, str]] = conn.execute(group.scan_sql(self._lower_in_sql), bounds)
-        if not self._lower_in_sql:
-            rows = ((rowid, ascii_lower(text)) for rowid, text in rows)
+        rows: Iterable[tuple[int, bytes]] = conn.execute(group.scan_sql(), bounds)
         members, found = index.scan(rows)
         return members, [index.candidates(req, found) if req else None for req in group.requirements]
 

@@ -42,6 +42,7 @@ import ahocorasick_rs
 from tools.siem.sigma_rules import RAW_COLUMN
 
 MIN_LITERAL = 3
+_RARE_CHARS = frozenset("`^&~")
 _NUMBER_CHARS = frozenset("0123456789.eE+-")
 _MAX_INT_DIGITS = 15
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -134,8 +135,11 @@ def _glob_segments(pattern: str) -> list[tuple[str, bool, bool]]:
 
 
 def _usable(lit: str) -> bool:
-    """Long enough to be selective (a non-ASCII character is rare enough alone)."""
-    return "\x00" not in lit and (len(lit) >= MIN_LITERAL or (bool(lit) and not lit.isascii()))
+    """Long enough to be selective (a non-ASCII character, or a run of characters rare in event text such
+    as the backtick and caret of obfuscated command lines, is selective alone)."""
+    if not lit or "\x00" in lit:
+        return False
+    return len(lit) >= MIN_LITERAL or not lit.isascii() or set(lit) <= _RARE_CHARS
 
 
 def _esc(text: str) -> str:
@@ -473,8 +477,9 @@ class LiteralIndex:
                 else ahocorasick_rs.MATCHKIND_STANDARD,
             )
 
-    def scan(self, rows: Iterable[tuple[int, str]]) -> tuple[set[int], dict[int, set[int]]]:
-        """(all rowids, literal id -> rowids whose already-lowered text contains it)."""
+    def scan(self, rows: Iterable[tuple[int, bytes]]) -> tuple[set[int], dict[int, set[int]]]:
+        """(all rowids, literal id -> rowids whose stored JSON contains it); the UTF-8 JSON is lowered
+        here with ``bytes.lower`` (ASCII only, as SQLite's ``LIKE`` and ``NOCASE``)."""
         members: set[int] = set()
         found: dict[int, set[int]] = {}
         if self._automaton is None:
@@ -485,17 +490,17 @@ class LiteralIndex:
             # One clause in all: an event is a candidate when any of its literals occurs, which the
             # (much faster) leftmost non-overlapping search answers.
             hits_any: set[int] = set()
-            for rowid, text in rows:
+            for rowid, data in rows:
                 members.add(rowid)
-                if search(text.encode("utf-8")):
+                if search(data.lower()):
                     hits_any.add(rowid)
             if hits_any:
                 for idx in self.ids.values():
                     found[idx] = hits_any
             return members, found
-        for rowid, text in rows:
+        for rowid, data in rows:
             members.add(rowid)
-            for idx in {m[0] for m in search(text.encode("utf-8"), overlapping=True)}:
+            for idx in {m[0] for m in search(data.lower(), overlapping=True)}:
                 hits = found.get(idx)
                 if hits is None:
                     found[idx] = {rowid}
