@@ -18,14 +18,15 @@ from socflow.db import make_engine, session_factory
 from socflow.evidence import CaseContext, EvidenceProvider
 from socflow.ingest import IngestService
 from socflow.settings import Settings
+from socflow.store import CaseStore
 from socflow.tables import Alert, AuditEvent, Case
-from tools.siem.detection import ingest_sink, run_detection_pass
+from tools.siem.detection import detection_pass, ingest_sink, run_detection_pass
 from tools.siem.embedded import EmbeddedSiem
 from tools.siem.pack import RuleSet, load_rule_set
 from tools.siem.related import RelatedDetections, RuleInfo
 from tools.siem.stream import SUPPRESSED, StreamDetector, collect
 from tools.siem.suppress import Aggregation, Suppression, SuppressionConfig, Threshold
-from tools.siem.tuning import accepted_suppressions, decide, propose
+from tools.siem.tuning import accepted_suppressions, decide, list_proposals, propose
 
 WAIT_SECONDS = 60
 
@@ -284,6 +285,37 @@ def test_false_positive_case_offers_a_proposal_that_takes_effect_when_accepted(
     assert reasons == {suppression.id}
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) == count_before
+
+
+def test_closing_a_case_as_false_positive_offers_a_proposal_at_the_next_detection_pass(
+    samples: list[Path], tmp_path: Path, sqlite_url: str, factory: sessionmaker[Session]
+) -> None:
+    settings = _settings(tmp_path, sqlite_url)
+    with EmbeddedSiem(settings.siem.path) as siem:
+        siem.load(samples[:1])
+    sink = ingest_sink(IngestService(factory))
+    first = detection_pass(settings, sink, factory=factory)
+    assert first.alerts >= 1 and first.proposals == 0  # nothing closed yet: nothing offered
+    with factory() as session, session.begin():
+        alert = session.scalars(select(Alert).where(Alert.source == "socflow-sigma")).first()
+        assert alert is not None and alert.case_id is not None
+        rule_id, case_id = alert.rule_id, alert.case_id
+        store = CaseStore(session)
+        store.set_assessment(case_id, verdict="false_positive", confidence=0.9, priority=None, actor="eve")
+        store.move_case(case_id, "closed", actor="eve", reason="lab noise")
+    # the scheduled pass (no new events) offers the proposal, audited, without `siem tuning list`
+    second = detection_pass(settings, sink, factory=factory)
+    assert second.alerts == 0 and second.proposals >= 1
+    [proposal] = [
+        p for p in list_proposals(factory, "pending") if p.case_id == case_id and p.rule_id == rule_id
+    ]
+    assert proposal.match  # the rule's field values that made it fire
+    with factory() as session:
+        audited = session.scalars(
+            select(AuditEvent.entity_id).where(AuditEvent.action == "suppression_proposal.created")
+        ).all()
+    assert str(proposal.id) in audited
+    assert detection_pass(settings, sink, factory=factory).proposals == 0  # offered once
 
 
 def test_siem_load_detect_writes_each_alert_once(

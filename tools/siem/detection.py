@@ -5,6 +5,10 @@
 ``SOCFLOW_DETECTION__*``, overrides from the store), the YAML suppressions plus accepted tuning proposals
 (when a session factory is given), runs one pass from the persisted cursor and returns the number of alerts
 it handed to ``sink``. :func:`ingest_sink` turns an :class:`~socflow.ingest.IngestService` into a sink.
+
+With a session factory, each pass then offers the tuning proposals of cases closed as false positive since
+the last one (:func:`tools.siem.tuning.propose`, idempotent: one proposal per case and rule), so a case
+closed as a false positive has its proposal within one job interval, without ``siem tuning list``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from socflow.ingest import IngestService, parse_payload
 from socflow.settings import DetectionSettings, Settings
+from socflow.tables import SuppressionProposal
 from tools.siem.detect import GenericAlert
 from tools.siem.embedded import EmbeddedSiem
 from tools.siem.pack import (
@@ -82,14 +87,25 @@ def detection_pass(
 ) -> PassReport:
     with EmbeddedSiem(settings.siem.path) as siem:
         state = DetectionState(siem)
-        rules = rule_set(settings.detection, state).enabled()
+        rules_set = rule_set(settings.detection, state)
         detector = StreamDetector(
             siem,
-            rules,
+            rules_set.enabled(),
             suppression_config(settings.detection, factory),
             batch=settings.detection.batch_size,
         )
-        return detector.run_pass(sink, max_events=max_events)
+        report = detector.run_pass(sink, max_events=max_events)
+    if factory is not None:
+        report.proposals = len(offer_proposals(factory, rules_set))
+    return report
+
+
+def offer_proposals(factory: sessionmaker[Session], rules_set: RuleSet) -> list[SuppressionProposal]:
+    """Pending proposals for pack alerts of cases closed as false positive that have none yet (audited)."""
+    from tools.siem.tuning import propose
+
+    fields = {r.rule_id: r.compiled.fields for r in rules_set.rules if r.compiled is not None}
+    return propose(factory, lambda rule_id: fields.get(rule_id, ()))
 
 
 def run_detection_pass(

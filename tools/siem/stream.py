@@ -157,6 +157,7 @@ class PassReport:
     below_threshold: int = 0
     seconds: float = 0.0
     cursor: int = 0
+    proposals: int = 0  # tuning proposals offered after the pass (cases closed as false positive)
 
 
 def _bucket(event_time: str | None, window: int, batch_end: int) -> str:

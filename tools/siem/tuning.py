@@ -91,6 +91,7 @@ def propose(
         session.flush()
         for proposal in created:
             session.add(_audit(proposal, "suppression_proposal.created", "socflow-detect", None))
+        session.flush()  # the audit rows too: expunging pending objects would drop them
         session.expunge_all()
     return created
 
