@@ -104,3 +104,40 @@ def test_the_case_page_says_whether_the_confidence_is_calibrated(db_url: str, tm
         login(client, make_token(db_url, Role.analyst, name="ana"))
         page = client.get(f"/cases/{case_id}").text
     assert "Confidence calibrated: temperature 2 fitted on 240 labelled items." in page
+
+
+def test_fit_calibration_scores_each_alert_with_the_triage_prompt_and_writes_the_file(tmp_path: Path) -> None:
+    from socflow import wiring
+    from socflow.evaluation import calibrate
+    from socflow.evaluation.tasks import EvalOptions
+    from socflow.model.scripted import ScriptedModel, ScriptRule
+
+    rows = []
+    for i in range(80):
+        # the model says 0.96 "true_positive" for every alert; only 3 in 5 are
+        label = "true_positive" if i % 5 < 3 else "false_positive"
+        alert = {"title": f"Alert {i}", "source": "edr", "severity": "high", "source_ref": f"r{i}"}
+        rows.append(json.dumps({"alert": alert, "label": label}))
+    data = tmp_path / "rows.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    seen: list[str] = []
+
+    def scores(messages, method, labels):  # type: ignore[no-untyped-def]
+        seen.append(messages[-1]["content"])
+        return {"true_positive": 0.96, "benign_positive": 0.02, "false_positive": 0.02}
+
+    model = ScriptedModel([ScriptRule(scores, method="score_labels")])
+    opts = EvalOptions(task="triage", dataset=data, workdir=tmp_path, model=model, model_name="scripted")
+    prompt_for, labels = wiring.triage_scoring()
+    out = tmp_path / "cal.json"
+    report = calibrate.fit(opts, out, prompt_for, labels)
+    assert len(seen) == 80 and "Alert 7 (high)" in seen[7]  # the workflow's fenced case block
+    assert report.counts["fit_items"] == 40 and report.counts["held_out_items"] == 40
+    assert report.metrics["temperature"] > 1.5
+    assert report.metrics["held_out_ece_after"] < report.metrics["held_out_ece_before"] - 0.2
+    saved = load_calibration(out)
+    assert (
+        saved.model == "scripted" and saved.items == 40 and saved.temperature == report.metrics["temperature"]
+    )
+    with pytest.raises(CalibrationError, match="at least 40"):
+        calibrate.fit(opts.__class__(**{**opts.__dict__, "limit": 30}), out, prompt_for, labels)
