@@ -35,7 +35,7 @@ from socflow.enums import ACTIVE_RUN_STATUSES, RunStatus, Severity
 from socflow.errors import ConflictError
 from socflow.registry import WorkflowRegistry
 from socflow.schemas import AlertIn, now_utc
-from socflow.store import CaseStore, insert_audit_events
+from socflow.store import CaseStore, insert_audit_events, table_of
 from socflow.tables import Alert, WorkflowRun
 
 #: Default of ``SOCFLOW_GROUPING__REASSESS_AFTER_ALERTS``: a waiting draft is re-assessed once more than this
@@ -243,7 +243,7 @@ class RunQueue:
                 ids.append(run_id)
                 infos.append(_RunInfo(run_id, spec.name, RunStatus.queued.value, now, False))
         if runs:
-            session.execute(insert(WorkflowRun), runs)
+            session.execute(insert(table_of(WorkflowRun)), runs)
             insert_audit_events(session, events)
         return queued
 
