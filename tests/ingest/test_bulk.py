@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow import wiring
@@ -191,3 +192,37 @@ def test_a_storm_of_10000_alerts_from_20_incidents_costs_at_most_25_runs(
     counts = _counts(storm.factory)
     assert counts["alerts"] == 10_000 and counts["cases"] == incidents
     assert counts["workflow_runs"] <= 25, counts
+
+
+@pytest.mark.postgres
+def test_an_item_the_database_refuses_is_dead_lettered_and_the_chunk_kept(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A value PostgreSQL refuses fails the set-based insert; the chunk is written again item by item."""
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:  # a test double of a database rule this value breaks
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.title = 'poison' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON alerts "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+            )
+        )
+    engine.dispose()
+    storm = Storm(pg_url, tmp_path)
+    alerts = [_alert(f"p-{n}", entities={"hosts": [f"WS{n}"]}) for n in range(3)]
+    alerts[1]["title"] = "poison"
+    report = storm.send(*alerts)
+    assert [i.status for i in report.items] == ["accepted", "rejected", "accepted"]
+    assert report.items[1].reason == "the database refused a value (RaiseException)"
+    assert len(report.runs_queued) == 2
+    with storm.factory() as s:
+        (letter,) = s.scalars(select(DeadLetter))
+        refs = sorted(a.source_ref or "" for a in s.scalars(select(Alert)))
+    assert letter.item_index == 1 and "poison" in letter.payload
+    assert refs == ["p-0", "p-2"]
