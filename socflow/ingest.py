@@ -352,7 +352,9 @@ class IngestService:
                 lock_grouping(session)
                 gkeys = sorted({keyed.key(alert) for _, alert, _ in fresh})
                 for case_row in session.execute(
-                    select(Case.id, Case.grouping_key, Case.severity, Case.injection_flag)
+                    select(
+                        Case.id, Case.grouping_key, Case.severity, Case.injection_flag, Case.injection_reason
+                    )
                     .where(
                         Case.grouping_key.in_(gkeys),
                         Case.status != CaseStatus.closed.value,
@@ -362,7 +364,10 @@ class IngestService:
                 ):  # the newest open case of each key wins, as in KeyGrouper.assign
                     if case_row.grouping_key is not None:
                         open_cases[case_row.grouping_key] = _OpenCase(
-                            case_row.id, case_row.severity, bool(case_row.injection_flag)
+                            case_row.id,
+                            case_row.severity,
+                            bool(case_row.injection_flag),
+                            case_row.injection_reason,
                         )
             queue.preload(session, [c.id for c in open_cases.values() if c.id is not None])
             planned: list[_Planned] = []
