@@ -1,8 +1,10 @@
 """The one ingest service every door uses (CLI, API, connectors, the folder watcher, workers).
 
 parse (JSON object, JSON array or NDJSON) -> clean (``socflow.untrusted.clean_json``) -> normalize ->
-validate (``AlertIn``) -> deduplicate -> store -> group. Each alert is committed before anything is done
-with it (``on_case_created`` callbacks run after the commit).
+validate (``AlertIn``) -> deduplicate -> group -> store, a chunk at a time: deduplicated and grouped in memory
+(stored alerts and open cases read once per chunk) and written with set-based inserts in one transaction.
+Each alert is committed before anything is done with it (``on_case_created`` callbacks run after the
+commit).
 
 Each item stands alone: a bad one (syntax, NaN, a 5,000-digit number, nesting past 32 levels, a timestamp
 out of range, an oversize field, a value the database refuses) is reported with its position and reason,
@@ -163,9 +165,15 @@ class IngestService:
     transaction that stores the alert and its case.
 
     ``on_case_created`` and ``on_run_queued`` run after the commit (e.g. to hand runs to a dispatcher).
-    An alert that joins a case marks its drafts stale; the queue supersedes the waiting runs and queues a
-    re-assessment unless one is already queued (a stale draft always has a queued re-assessment), and
-    starts triggered workflows new to the case.
+    An alert that joins a case with a waiting draft and matters (``RunQueue.judge_join``: a new host, user
+    or technique, a higher severity, more than N alerts since the assessment) marks its drafts stale; the
+    queue supersedes the waiting runs and queues a re-assessment unless one is already queued (a stale
+    draft always has a queued re-assessment). Any other joining alert joins silently, its grouping reason
+    saying why. Triggered workflows new to the case start either way.
+
+    With the built-in groupers and a queue, each chunk is written in bulk (``_write_bulk``: set-based
+    inserts, one transaction); a chunk the database refuses as a set, or a custom grouper, goes item by
+    item (``_write_each``), with the same rows and results.
     """
 
     def __init__(
