@@ -138,6 +138,18 @@ def bench_command(
         int, typer.Option(min=1000, help="Generated events for SIEM throughput.")
     ] = 100_000,
     batching: Annotated[bool, typer.Option(help="Measure model batching (tiny model, needs torch).")] = True,
+    ingest_alerts: Annotated[
+        int,
+        typer.Option(min=20, help="API ingest: alerts per load (each opening a case; a 20-incident storm)."),
+    ] = 10_000,
+    postgres_url: Annotated[
+        str,
+        typer.Option(
+            envvar="SOCFLOW_BENCH_POSTGRES_URL",
+            help="API ingest on PostgreSQL too: a server URL whose user may create databases (one is created "
+            "and dropped per load).",
+        ),
+    ] = "",
 ) -> None:
     """Speed and cost, measured side by side in one run: figures printed and written as JSON."""
     with tempfile.TemporaryDirectory(prefix="socflow-bench-") as workdir:
@@ -147,6 +159,8 @@ def bench_command(
             overhead_alerts=overhead_alerts,
             siem_events=siem_events,
             batching_enabled=batching,
+            ingest_alerts=ingest_alerts,
+            postgres_url=postgres_url or None,
             say=lambda line: console.print(line, highlight=False, markup=False),
         )
     out.parent.mkdir(parents=True, exist_ok=True)

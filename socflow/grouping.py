@@ -62,9 +62,11 @@ class Grouper(Protocol):
 class OneCasePerAlert:
     """Every alert opens its own case (for tests and for teams that want no grouping)."""
 
+    REASON = "new case: one case per alert"
+
     def assign(self, store: CaseStore, alert: AlertIn, *, actor: str) -> Assignment:
         case = store.create_case(title=alert.title, severity=alert.severity, actor=actor)
-        return Assignment(case=case, created=True, grouping_key=None, reason="new case: one case per alert")
+        return Assignment(case=case, created=True, grouping_key=None, reason=self.REASON)
 
 
 class KeyGrouper:
@@ -92,23 +94,25 @@ class KeyGrouper:
             key = key[: MAX_KEY - 20] + "#" + hashlib.sha256(key.encode()).hexdigest()[:19]
         return key
 
+    @property
+    def fields(self) -> str:
+        return "+".join(self.key_fields)
+
+    def joined_reason(self, case_id: int, key: str) -> str:
+        seconds = int(self.window.total_seconds())
+        return f"joined case {case_id}: same {self.fields} ({key}) within {seconds}s"
+
+    def new_reason(self, key: str) -> str:
+        seconds = int(self.window.total_seconds())
+        return f"new case: no open case with the same {self.fields} ({key}) in the last {seconds}s"
+
     def assign(self, store: CaseStore, alert: AlertIn, *, actor: str) -> Assignment:
         key = self.key(alert)
         lock_grouping(store.session)
-        fields = "+".join(self.key_fields)
-        seconds = int(self.window.total_seconds())
         case = store.find_open_case(key, since=store.clock() - self.window)
         if case is not None:
             return Assignment(
-                case=case,
-                created=False,
-                grouping_key=key,
-                reason=f"joined case {case.id}: same {fields} ({key}) within {seconds}s",
+                case=case, created=False, grouping_key=key, reason=self.joined_reason(case.id, key)
             )
         case = store.create_case(title=alert.title, severity=alert.severity, actor=actor, grouping_key=key)
-        return Assignment(
-            case=case,
-            created=True,
-            grouping_key=key,
-            reason=f"new case: no open case with the same {fields} ({key}) in the last {seconds}s",
-        )
+        return Assignment(case=case, created=True, grouping_key=key, reason=self.new_reason(key))

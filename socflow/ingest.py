@@ -1,8 +1,10 @@
 """The one ingest service every door uses (CLI, API, connectors, the folder watcher, workers).
 
 parse (JSON object, JSON array or NDJSON) -> clean (``socflow.untrusted.clean_json``) -> normalize ->
-validate (``AlertIn``) -> deduplicate -> store -> group. Each alert is committed before anything is done
-with it (``on_case_created`` callbacks run after the commit).
+validate (``AlertIn``) -> deduplicate -> group -> store, a chunk at a time: deduplicated and grouped in memory
+(stored alerts and open cases read once per chunk) and written with set-based inserts in one transaction.
+Each alert is committed before anything is done with it (``on_case_created`` callbacks run after the
+commit).
 
 Each item stands alone: a bad one (syntax, NaN, a 5,000-digit number, nesting past 32 levels, a timestamp
 out of range, an oversize field, a value the database refuses) is reported with its position and reason,
@@ -20,23 +22,25 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow import deadletters
-from socflow.enums import CaseStatus
+from socflow.enums import CaseStatus, Severity
 from socflow.errors import InputError
-from socflow.grouping import Grouper, OneCasePerAlert
+from socflow.grouping import Grouper, KeyGrouper, OneCasePerAlert, lock_grouping
+from socflow.injection import InjectionFinding
 from socflow.injection import detect as detect_injection
 from socflow.observables import extract
 from socflow.runqueue import RunQueue
 from socflow.schemas import AlertIn, IngestItem, IngestReport
-from socflow.store import CaseStore
-from socflow.tables import Case
+from socflow.store import CaseStore, insert_alerts, insert_cases
+from socflow.tables import Alert, Case
 from socflow.untrusted import UnsafeJSON, clean_json, parse_json, split_json_array
 
 log = logging.getLogger(__name__)
@@ -161,9 +165,15 @@ class IngestService:
     transaction that stores the alert and its case.
 
     ``on_case_created`` and ``on_run_queued`` run after the commit (e.g. to hand runs to a dispatcher).
-    An alert that joins a case marks its drafts stale; the queue supersedes the waiting runs and queues a
-    re-assessment unless one is already queued (a stale draft always has a queued re-assessment), and
-    starts triggered workflows new to the case.
+    An alert that joins a case with a waiting draft and matters (``RunQueue.judge_join``: a new host, user
+    or technique, a higher severity, more than N alerts since the assessment) marks its drafts stale; the
+    queue supersedes the waiting runs and queues a re-assessment unless one is already queued (a stale
+    draft always has a queued re-assessment). Any other joining alert joins silently, its grouping reason
+    saying why. Triggered workflows new to the case start either way.
+
+    With the built-in groupers and a queue, each chunk is written in bulk (``_write_bulk``: set-based
+    inserts, one transaction); a chunk the database refuses as a set, or a custom grouper, goes item by
+    item (``_write_each``), with the same rows and results.
     """
 
     def __init__(
@@ -231,33 +241,22 @@ class IngestService:
         normalizer: Callable[[dict[str, Any]], dict[str, Any]] | None,
     ) -> None:
         prepared = [self._prepare(item, normalizer) for item in chunk]
+        bulk = self.queue is not None and isinstance(self.grouper, KeyGrouper | OneCasePerAlert)
         for attempt in range(1, CHUNK_ATTEMPTS + 1):
-            new_cases: list[int] = []
-            runs: list[str] = []
-            results: list[IngestItem] = []
             try:
-                with self.factory() as session, session.begin():
-                    store = CaseStore(session)
-                    for item, outcome in zip(chunk, prepared, strict=True):
-                        result, case_id, run_ids = self._ingest_one(
-                            session, store, item, outcome, actor, sender
+                if bulk:
+                    try:
+                        written = self._write_bulk(chunk, prepared, actor, sender)
+                    except OperationalError:
+                        raise
+                    except DBAPIError as exc:  # a concurrent writer, or a value the database refused
+                        log.info(
+                            "bulk write of a chunk refused (%s); writing its items one by one",
+                            type(exc.orig).__name__,
                         )
-                        results.append(result)
-                        if result.status == "rejected":
-                            deadletters.record(
-                                session,
-                                door=sender.door,
-                                actor=actor,
-                                source=_source_of(item),
-                                index=item.index,
-                                line=item.line,
-                                reason=result.reason or "rejected",
-                                field=result.field,
-                                payload=item.text if item.data is None else item.data,
-                            )
-                        if case_id is not None:
-                            new_cases.append(case_id)
-                        runs.extend(run_ids)
+                        written = self._write_each(chunk, prepared, actor, sender)
+                else:
+                    written = self._write_each(chunk, prepared, actor, sender)
             except OperationalError as exc:  # the transaction failed as a whole: nothing of it committed
                 if attempt == CHUNK_ATTEMPTS:
                     raise
@@ -265,6 +264,7 @@ class IngestService:
                 time.sleep(min(0.05 * 2**attempt, 1.0))
                 continue
             break
+        results, new_cases, runs = written
         report.items.extend(results)
         report.runs_queued.extend(runs)
         for case_id in new_cases:
@@ -273,6 +273,241 @@ class IngestService:
         for run_id in runs:
             if self.on_run_queued:
                 self.on_run_queued(run_id)
+
+    def _dead_letter(
+        self, session: Session, item: ParsedItem, result: IngestItem, actor: str, sender: Sender
+    ) -> None:
+        deadletters.record(
+            session,
+            door=sender.door,
+            actor=actor,
+            source=_source_of(item),
+            index=item.index,
+            line=item.line,
+            reason=result.reason or "rejected",
+            field=result.field,
+            payload=item.text if item.data is None else item.data,
+        )
+
+    def _write_each(
+        self, chunk: list[ParsedItem], prepared: list[AlertIn | IngestItem], actor: str, sender: Sender
+    ) -> tuple[list[IngestItem], list[int], list[str]]:
+        """The chunk item by item, each in a savepoint (a value the database refuses costs one item)."""
+        new_cases: list[int] = []
+        runs: list[str] = []
+        results: list[IngestItem] = []
+        with self.factory() as session, session.begin():
+            store = CaseStore(session)
+            for item, outcome in zip(chunk, prepared, strict=True):
+                result, case_id, run_ids = self._ingest_one(session, store, item, outcome, actor, sender)
+                results.append(result)
+                if result.status == "rejected":
+                    self._dead_letter(session, item, result, actor, sender)
+                if case_id is not None:
+                    new_cases.append(case_id)
+                runs.extend(run_ids)
+        return results, new_cases, runs
+
+    def _write_bulk(
+        self, chunk: list[ParsedItem], prepared: list[AlertIn | IngestItem], actor: str, sender: Sender
+    ) -> tuple[list[IngestItem], list[int], list[str]]:
+        """The chunk with set-based inserts in one transaction: deduplicated and grouped in memory, the
+        open cases and the grouping state read once. Same rows, audit events and results as
+        ``_write_each``."""
+        queue = self.queue
+        assert queue is not None
+        results: list[IngestItem | None] = [None] * len(chunk)
+        todo: list[tuple[int, AlertIn, str]] = []
+        for pos, (item, outcome) in enumerate(zip(chunk, prepared, strict=True)):
+            if isinstance(outcome, IngestItem):
+                results[pos] = outcome
+            elif sender.sources is not None and outcome.source not in sender.sources:
+                reason = f"this token may not send alerts of source {outcome.source!r}"
+                results[pos] = _item(item, "rejected", reason=reason, field="source")
+            else:
+                todo.append((pos, outcome, dedup_key(outcome)))
+        with self.factory() as session, session.begin():
+            store = CaseStore(session)
+            now = store.clock()
+            # -- deduplicate: against stored alerts (one query) and within the chunk -------------------
+            stored: dict[tuple[str, str], tuple[int, int | None]] = {}
+            if todo:
+                keys = sorted({key for _, _, key in todo})
+                for row in session.execute(
+                    select(Alert.id, Alert.case_id, Alert.source, Alert.dedup_key).where(
+                        Alert.dedup_key.in_(keys)
+                    )
+                ):
+                    stored[(row.source, row.dedup_key)] = (row.id, row.case_id)
+            first: dict[tuple[str, str], int] = {}
+            copies: list[tuple[int, int]] = []  # (position, position of the first copy in the chunk)
+            fresh: list[tuple[int, AlertIn, str]] = []
+            for pos, alert, key in todo:
+                ident = (alert.source, key)
+                if ident in stored:
+                    alert_id, case_id = stored[ident]
+                    results[pos] = _item(chunk[pos], "duplicate", alert_id=alert_id, case_id=case_id)
+                elif ident in first:
+                    copies.append((pos, first[ident]))
+                else:
+                    first[ident] = pos
+                    fresh.append((pos, alert, key))
+            # -- group: the open cases of the chunk's keys, read once ---------------------------------
+            grouper = self.grouper
+            keyed = grouper if isinstance(grouper, KeyGrouper) else None
+            open_cases: dict[str, _OpenCase] = {}
+            if keyed is not None and fresh:
+                lock_grouping(session)
+                gkeys = sorted({keyed.key(alert) for _, alert, _ in fresh})
+                for case_row in session.execute(
+                    select(
+                        Case.id, Case.grouping_key, Case.severity, Case.injection_flag, Case.injection_reason
+                    )
+                    .where(
+                        Case.grouping_key.in_(gkeys),
+                        Case.status != CaseStatus.closed.value,
+                        Case.created_at >= now - keyed.window,
+                    )
+                    .order_by(Case.id)
+                ):  # the newest open case of each key wins, as in KeyGrouper.assign
+                    if case_row.grouping_key is not None:
+                        open_cases[case_row.grouping_key] = _OpenCase(
+                            case_row.id,
+                            case_row.severity,
+                            bool(case_row.injection_flag),
+                            case_row.injection_reason,
+                        )
+            queue.preload(session, [c.id for c in open_cases.values() if c.id is not None])
+            planned: list[_Planned] = []
+            new_rows: list[dict[str, Any]] = []
+            opened: dict[str, _OpenCase] = {}
+            for pos, alert, key in fresh:
+                gkey = keyed.key(alert) if keyed is not None else None
+                target = open_cases.get(gkey) if gkey is not None else None
+                if target is None and gkey is not None:
+                    target = opened.get(gkey)
+                if target is None:  # this alert opens a case
+                    target = _OpenCase(None, alert.severity.value, False, new_index=len(new_rows))
+                    new_rows.append(
+                        {
+                            "title": alert.title[:500],
+                            "status": CaseStatus.new.value,
+                            "severity": alert.severity.value,
+                            "grouping_key": gkey,
+                            "created_at": now,
+                            "updated_at": now,
+                            "injection_flag": False,
+                        }
+                    )
+                    if gkey is not None:
+                        opened[gkey] = target
+                    planned.append(_Planned(pos, alert, key, target, created=True, gkey=gkey))
+                    continue
+                stale = False
+                economy = None
+                if target.id is not None:  # a case opened before this chunk: its draft may wait
+                    judgement = queue.judge_join(session, target.id, alert)
+                    stale, economy = judgement.stale, judgement.reason
+                planned.append(
+                    _Planned(pos, alert, key, target, created=False, gkey=gkey, stale=stale, economy=economy)
+                )
+            # -- write: cases, alerts, observables, audit events, runs ---------------------------------
+            new_ids = insert_cases(session, new_rows, actor=actor)
+            for p in planned:
+                if p.target.id is None:
+                    assert p.target.new_index is not None
+                    p.target.id = new_ids[p.target.new_index]
+            rows: list[dict[str, Any]] = []
+            observables = []
+            events: list[dict[str, Any]] = []
+            findings = []
+            for p in planned:
+                assert p.target.id is not None
+                if keyed is not None and p.gkey is not None:
+                    reason = (
+                        keyed.new_reason(p.gkey) if p.created else keyed.joined_reason(p.target.id, p.gkey)
+                    )
+                else:
+                    reason = OneCasePerAlert.REASON
+                if p.economy:
+                    reason = f"{reason}; {p.economy}"
+                finding = detect_injection(injection_fields(p.alert))
+                findings.append(finding)
+                bound = sender.bound_to(p.alert.source)
+                rows.append(_alert_row(p.alert, p.key, p.target.id, now, p.gkey, reason, bound, finding))
+                observables.append(extract(p.alert))
+                data: dict[str, Any] = {
+                    "source": p.alert.source,
+                    "dedup_key": p.key,
+                    "grouping_reason": reason,
+                    "sender_bound": bound,
+                }
+                if finding is not None:
+                    data["injection"] = {"field": finding.field, "pattern": finding.pattern}
+                events.append(data)
+            alert_ids = insert_alerts(session, rows, observables, events, actor=actor)
+            # the cases' severity and injection flag, as add_alert keeps them
+            changed: dict[int, _OpenCase] = {}
+            for p, alert_id, finding in zip(planned, alert_ids, findings, strict=True):
+                case = p.target
+                assert case.id is not None
+                touched = not p.created and case.new_index is None
+                if Severity(p.alert.severity).rank > Severity(case.severity).rank:
+                    case.severity = p.alert.severity.value
+                    touched = True
+                if finding is not None and not case.injection_flag:
+                    case.injection_flag = True
+                    case.injection_reason = f"alert {alert_id}: {finding.reason}"
+                    touched = True
+                if touched:
+                    changed[case.id] = case
+            if changed:
+                session.execute(
+                    update(Case),
+                    [
+                        {
+                            "id": c.id,
+                            "severity": c.severity,
+                            "injection_flag": c.injection_flag,
+                            "injection_reason": c.injection_reason,
+                            "updated_at": now,
+                        }
+                        for c in changed.values()
+                    ],
+                )
+            opened_runs = queue.open_cases(
+                session, [(p.target.id, p.alert) for p in planned if p.created and p.target.id], actor=actor
+            )
+            runs: list[str] = []
+            new_cases: list[int] = []
+            for p, alert_id in zip(planned, alert_ids, strict=True):
+                assert p.target.id is not None
+                results[p.pos] = _item(chunk[p.pos], "accepted", alert_id=alert_id, case_id=p.target.id)
+                if p.created:
+                    new_cases.append(p.target.id)
+                    runs.extend(opened_runs.get(p.target.id, []))
+                else:
+                    runs.extend(
+                        queue.on_alert_joined(
+                            session,
+                            p.target.id,
+                            p.alert,
+                            actor=actor,
+                            why=f"alert {alert_id} joined",
+                            window=self.reassess_window,
+                            stale=p.stale,
+                        )
+                    )
+            for pos, original in copies:
+                done = results[original]
+                assert done is not None
+                results[pos] = _item(chunk[pos], "duplicate", alert_id=done.alert_id, case_id=done.case_id)
+            final = [r for r in results if r is not None]
+            assert len(final) == len(chunk)
+            for item, result in zip(chunk, final, strict=True):
+                if result.status == "rejected":
+                    self._dead_letter(session, item, result, actor, sender)
+        return final, new_cases, runs
 
     def refuse(self, refusals: Iterable[Refusal], *, actor: str, door: str | None = None) -> int:
         """Keep items a door refused before ingest (unreadable, not an object) as dead letters."""
@@ -296,14 +531,28 @@ class IngestService:
 
     # the frozen-case fix (issue 17, defect 6) lives in RunQueue.on_alert_joined
     def _after_join(
-        self, session: Session, store: CaseStore, case: Case, alert: AlertIn, alert_id: int, actor: str
+        self,
+        session: Session,
+        store: CaseStore,
+        case: Case,
+        alert: AlertIn,
+        alert_id: int,
+        actor: str,
+        *,
+        stale: bool = True,
     ) -> list[str]:
         if self.queue is None:
             if case.status == CaseStatus.awaiting_approval.value:
                 store.mark_draft_stale(case.id, actor=actor, reason=f"alert {alert_id} joined the case")
             return []
         return self.queue.on_alert_joined(
-            session, case.id, alert, actor=actor, why=f"alert {alert_id} joined", window=self.reassess_window
+            session,
+            case.id,
+            alert,
+            actor=actor,
+            why=f"alert {alert_id} joined",
+            window=self.reassess_window,
+            stale=stale,
         )
 
     def _prepare(
@@ -359,6 +608,12 @@ class IngestService:
         try:
             with session.begin_nested():
                 assignment = self.grouper.assign(store, alert, actor=actor)
+                stale, reason = True, assignment.reason
+                if not assignment.created and self.queue is not None:
+                    judgement = self.queue.judge_join(session, assignment.case.id, alert)
+                    stale = judgement.stale
+                    if judgement.reason:
+                        reason = f"{reason}; {judgement.reason}"
                 row = store.add_alert(
                     alert,
                     dedup_key=key,
@@ -366,7 +621,7 @@ class IngestService:
                     actor=actor,
                     observables=extract(alert),
                     grouping_key=assignment.grouping_key,
-                    grouping_reason=assignment.reason,
+                    grouping_reason=reason,
                     sender_bound=sender.bound_to(alert.source),
                     injection=finding,
                 )
@@ -376,7 +631,9 @@ class IngestService:
                         queue.on_case_opened(session, assignment.case.id, alert, actor=actor) if queue else []
                     )
                 else:
-                    runs = self._after_join(session, store, assignment.case, alert, row.id, actor)
+                    runs = self._after_join(
+                        session, store, assignment.case, alert, row.id, actor, stale=stale
+                    )
         except IntegrityError:  # a concurrent writer stored the same alert first
             existing = store.find_alert(alert.source, key)
             return (
@@ -411,3 +668,64 @@ def _source_of(item: ParsedItem) -> str | None:
     if isinstance(item.data, dict) and isinstance(item.data.get("source"), str):
         return str(item.data["source"])[:200]
     return None
+
+
+def _item(item: ParsedItem, status: str, **fields: Any) -> IngestItem:
+    return IngestItem(status=status, index=item.index, line=item.line, **fields)
+
+
+@dataclass
+class _OpenCase:
+    """A case alerts of the chunk go to: read once (``id`` set) or opened by the chunk (``new_index``)."""
+
+    id: int | None
+    severity: str
+    injection_flag: bool
+    injection_reason: str | None = None
+    new_index: int | None = None
+
+
+@dataclass
+class _Planned:
+    pos: int
+    alert: AlertIn
+    key: str
+    target: _OpenCase
+    created: bool
+    gkey: str | None
+    stale: bool = False
+    economy: str | None = None
+
+
+def _alert_row(
+    alert: AlertIn,
+    key: str,
+    case_id: int,
+    now: datetime,
+    gkey: str | None,
+    reason: str,
+    bound: bool,
+    finding: InjectionFinding | None,
+) -> dict[str, Any]:
+    """The ``alerts`` columns ``CaseStore.add_alert`` writes."""
+    return {
+        "sender_bound": bound,
+        "injection_flag": finding is not None,
+        "injection_reason": finding.reason if finding else None,
+        "source": alert.source,
+        "source_ref": alert.source_ref,
+        "dedup_key": key,
+        "received_at": now,
+        "observed_at": alert.timestamp,
+        "title": alert.title,
+        "description": alert.description,
+        "severity": alert.severity.value,
+        "rule_id": alert.rule.id,
+        "rule_name": alert.rule.name,
+        "rule_tags": list(alert.rule.tags),
+        "entities": alert.entities.model_dump(),
+        "raw": alert.raw,
+        "case_id": case_id,
+        "grouping_key": gkey,
+        "grouping_reason": reason,
+    }

@@ -111,6 +111,10 @@ class SiemSettings(_Group):
 class GroupingSettings(_Group):
     window_seconds: int = Field(default=3600, ge=1)
     key_fields: list[str] = Field(default_factory=lambda: ["rule", "hosts", "users"])
+    # storm economy (issue 18): a joining alert that brings no new host, user or technique and no higher
+    # severity leaves a waiting draft fresh, until more than this many joined since its assessment (0: every
+    # joining alert makes the draft stale and queues a re-assessment, the behaviour before issue 18)
+    reassess_after_alerts: int = Field(default=500, ge=0)
 
 
 class PolicySettings(_Group):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from socflow.enums import (
@@ -889,3 +889,100 @@ def record_run_step(
 ) -> None:
     session.add(RunStep(run_id=run_id, node=node, key=key, update=update, created_at=at))
     session.flush()
+
+
+# -- bulk ingest (issue 18) ------------------------------------------------------------------------------
+# Set-based inserts of the rows ``create_case`` and ``add_alert`` write one by one, with the same audit events
+# (one per case, one per alert), for ``socflow.ingest``'s chunk writer. Ids come back in parameter order.
+
+
+def table_of(model: type[Any]) -> Table:
+    """The Core table of a mapped class (set-based inserts skip the ORM's per-row work)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ``rows``; their new ids in the order of ``rows``.
+
+    PostgreSQL: SQLAlchemy's ``sort_by_parameter_order`` (batched, ordered by a sentinel). SQLite: there it
+    would fall back to one statement per row, but SQLite gives the rows of one multi-row INSERT consecutive
+    ascending rowids in VALUES order, and the transaction holds the write lock, so the ids sorted are the ids
+    in parameter order.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        ids = sorted(int(i) for i in session.scalars(insert(table).returning(table.c.id), list(rows)))
+    else:
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        ids = [int(i) for i in session.scalars(stmt, list(rows))]
+    if len(ids) != len(rows):
+        raise RuntimeError(f"insert into {table.name} returned {len(ids)} ids for {len(rows)} rows")
+    return ids
+
+
+def insert_audit_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Audit events as dicts of ``AuditEvent`` columns, in one set-based insert."""
+    if rows:
+        session.execute(insert(table_of(AuditEvent)), list(rows))
+
+
+def insert_cases(session: Session, rows: Sequence[dict[str, Any]], *, actor: str) -> list[int]:
+    """New cases (dicts of ``Case`` columns) and their ``case.created`` events; their ids, in order."""
+    if not rows:
+        return []
+    ids = _insert_returning_ids(session, table_of(Case), rows)
+    insert_audit_events(
+        session,
+        [
+            {
+                "at": row["created_at"],
+                "actor": actor,
+                "action": "case.created",
+                "entity_type": "case",
+                "entity_id": str(case_id),
+                "case_id": case_id,
+                "data": {"severity": row["severity"], "grouping_key": row.get("grouping_key")},
+            }
+            for case_id, row in zip(ids, rows, strict=True)
+        ],
+    )
+    return ids
+
+
+def insert_alerts(
+    session: Session,
+    rows: Sequence[dict[str, Any]],
+    observables: Sequence[Iterable[tuple[ObservableType, str]]],
+    events: Sequence[dict[str, Any]],
+    *,
+    actor: str,
+) -> list[int]:
+    """Alerts (dicts of ``Alert`` columns), their observables and their ``alert.ingested`` events (``events``:
+    each alert's event data); their ids, in order."""
+    if not rows:
+        return []
+    ids = _insert_returning_ids(session, table_of(Alert), rows)
+    obs_rows = [
+        {"alert_id": alert_id, "case_id": row["case_id"], "type": kind.value, "value": value[:2048]}
+        for alert_id, row, found in zip(ids, rows, observables, strict=True)
+        for kind, value in found
+    ]
+    if obs_rows:
+        session.execute(insert(table_of(Observable)), obs_rows)
+    insert_audit_events(
+        session,
+        [
+            {
+                "at": row["received_at"],
+                "actor": actor,
+                "action": "alert.ingested",
+                "entity_type": "alert",
+                "entity_id": str(alert_id),
+                "case_id": row["case_id"],
+                "data": data,
+            }
+            for alert_id, row, data in zip(ids, rows, events, strict=True)
+        ],
+    )
+    return ids

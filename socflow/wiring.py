@@ -252,7 +252,7 @@ def ingest_options(settings: Settings, registry: WorkflowRegistry | None = None)
     registry = registry or build_registry(settings)
     return {
         "grouper": KeyGrouper(settings.grouping.key_fields, settings.grouping.window_seconds),
-        "queue": RunQueue(registry),
+        "queue": RunQueue(registry, reassess_after_alerts=settings.grouping.reassess_after_alerts),
         "reassess_window": timedelta(seconds=settings.grouping.window_seconds),
         "normalizer": make_normalizer(
             fmt=settings.ingest.format, field_map=settings.ingest.field_map or None

@@ -8,6 +8,8 @@
    runs and model calls per alert, database bytes per alert.
 3. Model batching: 8 short generations on the tiny random Llama, sequential vs concurrent with batching.
 4. SIEM ingest and query throughput on generated events (``wiring.siem_throughput``).
+5. API ingest (``socflow.evaluation.bench_ingest``): NDJSON alerts each opening a case, and a storm from 20
+   incidents, on SQLite and PostgreSQL, each against a raw ``executemany`` of the same rows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from sqlalchemy import func, select
 
 from socflow import __version__, migrate, wiring
+from socflow.evaluation.bench_ingest import ingest_figures
 from socflow.evaluation.tasks import CountingRecorder
 from socflow.grouping import OneCasePerAlert
 from socflow.ingest import IngestService
@@ -270,6 +273,8 @@ def run_bench(
     siem_events: int = 100_000,
     batching_enabled: bool = True,
     say: Callable[[str], None] = print,
+    ingest_alerts: int = 10_000,
+    postgres_url: str | None = None,
 ) -> BenchResults:
     results = BenchResults(machine=machine())
     say(f"socflow bench on {results.machine['platform']} ({results.machine['cpus']} CPUs)")
@@ -277,6 +282,7 @@ def run_bench(
         ("overhead", lambda: overhead(workdir, overhead_alerts)),
         ("storm", lambda: storm(workdir, storm_alerts)),
         ("siem", lambda: wiring.siem_throughput(workdir, siem_events)),
+        ("ingest", lambda: ingest_figures(workdir, ingest_alerts, postgres_url)),
     ]
     if batching_enabled:
         steps.append(("batching", lambda: batching(workdir)))

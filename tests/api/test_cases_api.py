@@ -41,8 +41,11 @@ def test_alert_joining_a_waiting_case_makes_the_draft_stale(
     runner = make_runner(api_settings, scripted())
     assert runner.advance(run.id).status.value == "awaiting_input"
 
-    for ref in ("s-2", "s-3"):  # two more alerts of the same storm join the case
-        r = client.post("/api/v1/alerts", json={**STORM, "source_ref": ref}, headers=bearer(tokens["ingest"]))
+    # two more alerts of the same storm join the case, with a severity the assessment did not see: the first
+    # makes the draft stale and queues the re-assessment, the second joins with it queued
+    for ref in ("s-2", "s-3"):
+        alert = {**STORM, "source_ref": ref, "severity": "critical"}
+        r = client.post("/api/v1/alerts", json=alert, headers=bearer(tokens["ingest"]))
         assert r.json()["items"][0]["case_id"] == case_id
     runs = _runs(api_settings, case_id)
     assert [x.status for x in runs] == ["superseded", "queued"]  # at most one re-assessment per window

@@ -116,12 +116,21 @@ def test_bench_prints_every_figure(tmp_path: Path) -> None:
             "--siem-events",
             "1000",
             "--no-batching",
+            "--ingest-alerts",
+            "40",
+            "--postgres-url",
+            "",
         ],
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text(encoding="utf-8"))["figures"]
-    assert {"overhead", "storm", "siem"} <= set(figures)
+    assert {"overhead", "storm", "siem", "ingest"} <= set(figures)
+    assert figures["ingest"]["sqlite_open_cases"] == 40 and figures["ingest"]["sqlite_storm_cases"] == 20
     assert figures["storm"]["runs"] >= 20  # one case per incident, at least one run each
     for name in ("ratio_platform_to_bare", "runs_per_alert", "model_calls_per_alert", "db_bytes_per_alert"):
         assert name in result.output
     assert "ingest_events_per_s" in result.output
+    assert (
+        "ingest.sqlite_open_ratio_to_raw" in result.output
+        and "ingest.sqlite_storm_api_alerts_per_s" in result.output
+    )

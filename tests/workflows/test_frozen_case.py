@@ -1,5 +1,6 @@
 """A case with a stale draft always has a queued re-assessment (issue 17, defect 6): three alerts with the
-same rule id and host, runs processed after each, then approve."""
+same rule id and host, each naming a technique the assessment did not see (so each makes the draft stale,
+issue 18's storm economy), runs processed after each, then approve."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _alert(n: int) -> str:
             "source_ref": f"frozen-{n}",
             "title": "Encoded PowerShell",
             "severity": "high",
-            "rule": {"id": "ps-encoded", "name": "Encoded PowerShell"},
+            "rule": {"id": "ps-encoded", "name": "Encoded PowerShell", "tags": [f"attack.t1059.00{n + 1}"]},
             "entities": {"hosts": ["WS01"], "users": ["alice"]},
         }
     )
@@ -53,6 +54,7 @@ def test_a_third_alert_still_queues_a_reassessment_and_approve_works(sqlite_url:
         note = CaseStore(session).get_note(case_id)
     statuses = sorted(r.status for r in runs)
     assert statuses.count(RunStatus.awaiting_input.value) == 1, statuses  # the third draft waits
+    assert statuses.count(RunStatus.superseded.value) == 2, statuses  # each new technique re-assessed
     assert note is not None and note.stale_at is None  # the waiting draft is the fresh one
     result = submit_decision(runner, case_id, Decision(action="approve", user="ana"))
     assert result.advanced
