@@ -83,6 +83,10 @@ class RunContext:
     case_id: int | None
     deps: Deps
     actor: str = "socflow"
+    # The run's recorded steps, ``(node, visit key) -> update``, read once when the runner claimed the run
+    # (it holds the run's lease, so nobody else records steps meanwhile); ``@run_step`` adds the steps it
+    # records. None (a graph invoked outside the runner): ``@run_step`` reads ``run_steps`` per node.
+    steps: dict[tuple[str, str], dict[str, Any]] | None = None
 
     def call(self, node: str) -> CallContext:
         return CallContext(run_id=self.run_id, case_id=self.case_id, node=node)
