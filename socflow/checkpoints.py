@@ -118,4 +118,3 @@ def keep_latest(saver: BaseCheckpointSaver[str], thread_ids: list[str]) -> None:
         for thread_id in thread_ids:
             for sql in _SQLITE_KEEP_LATEST:
                 cur.execute(sql, (thread_id,))
-

@@ -19,13 +19,17 @@ from tests.workflows.triage_helpers import ingest_one, make_runner, scripted_rul
 
 def checkpoints(runner: Runner, run_id: str) -> int:
     with runner.factory() as s:
-        return int(s.scalar(text("SELECT count(*) FROM checkpoints WHERE thread_id = :t"), {"t": run_id}) or 0)
+        return int(
+            s.scalar(text("SELECT count(*) FROM checkpoints WHERE thread_id = :t"), {"t": run_id}) or 0
+        )
 
 
 def test_a_completed_run_keeps_only_its_latest_checkpoint(db_url: str, tmp_path: Path) -> None:
     h = WorkflowHarness.create(tmp_path, model=ScriptedModel(scripted_rules()), db_url=db_url)
     case_id = h.cases.case(alert("Encoded PowerShell", source_ref="compact-1", hosts=["WS1"], users=["bob"]))
-    other_case = h.cases.case(alert("Encoded PowerShell", source_ref="compact-2", hosts=["WS2"], users=["eve"]))
+    other_case = h.cases.case(
+        alert("Encoded PowerShell", source_ref="compact-2", hosts=["WS2"], users=["eve"])
+    )
     run_id = h.runner.start("alert_triage", case_id=case_id, actor="test")
     other = h.runner.start("alert_triage", case_id=other_case, actor="test")
     for run in (run_id, other):
