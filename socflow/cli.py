@@ -421,7 +421,8 @@ def _demo_triage(settings: Settings, queued: list[str]) -> None:
         return
     started = time.perf_counter()
     workers = max(1, min(len(run_ids), settings.model.batch_max_size))
-    console.print(f"triage: {len(run_ids)} runs, {workers} at a time (model batching on)", highlight=False)
+    batching = " (model batching on)" if settings.model.backend == "transformers" else ""
+    console.print(f"triage: {len(run_ids)} runs, {workers} at a time{batching}", highlight=False)
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="demo-triage") as pool:
             futures = {pool.submit(runner.advance, run_id): run_id for run_id in run_ids}
