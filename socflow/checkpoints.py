@@ -45,6 +45,7 @@ def open_checkpointer(url: str) -> Iterator[BaseCheckpointSaver[str]]:
         try:
             conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # as socflow's own connections (socflow.db)
             saver = SqliteSaver(conn, serde=strict_serde())
             saver.setup()  # CREATE TABLE IF NOT EXISTS under SQLite's own lock: cheap and safe
             yield saver
