@@ -354,7 +354,7 @@ class Runner:
                         time.sleep(delay)
                 pending = list(out.interrupts)
                 if not pending:  # completed: only the final state is read from here on
-                    keep_latest(saver, [run_id])
+                    self._compact(saver, run_id)
         except Exception as exc:
             log.exception("run %s failed", run_id)
             return self._finish(run_id, RunStatus.failed, error=exc)
@@ -364,6 +364,14 @@ class Runner:
         if pending:
             return self._await(run_id, pending[0].id, pending[0].value)
         return self._finish(run_id, RunStatus.completed)
+
+    def _compact(self, saver: Any, run_id: str) -> None:
+        """Keep only a completed run's latest checkpoint; a failure leaves more rows, never fails the run
+        (``socflow db prune`` trims them later)."""
+        try:
+            keep_latest(saver, [run_id])
+        except Exception:
+            log.warning("run %s: its older checkpoints were not compacted", run_id, exc_info=True)
 
     def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.5)
