@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +35,31 @@ def load_case(factory: sessionmaker[Session], case_id: int, *, max_alerts: int =
         )
         session.expunge_all()
     return snapshot
+
+
+def case_and_alerts(
+    factory: sessionmaker[Session], memo: dict[Any, Any], case_id: int, *, max_alerts: int = 200
+) -> tuple[Case, list[Alert]]:
+    """The case and its first ``max_alerts`` alerts, detached, read once per graph drive (``memo`` is the run
+    context's): read-only fields only (title, severity, the alerts); a node reads the case's current
+    status in its own write transaction."""
+    key = ("case_and_alerts", case_id, max_alerts)
+    found = memo.get(key)
+    if found is None:
+        with factory() as session:
+            store = CaseStore(session)
+            found = (store.get_case(case_id), store.list_alerts(case_id=case_id, limit=max_alerts))
+            session.expunge_all()
+        memo[key] = found
+    return cast(tuple[Case, list[Alert]], found)
+
+
+def case_evidence(factory: sessionmaker[Session], case_id: int) -> list[Evidence]:
+    """The case's evidence now, detached."""
+    with factory() as session:
+        evidence = CaseStore(session).list_evidence(case_id)
+        session.expunge_all()
+    return evidence
 
 
 def alert_evidence(alert: Alert) -> EvidenceRecord:

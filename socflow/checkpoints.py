@@ -45,6 +45,7 @@ def open_checkpointer(url: str) -> Iterator[BaseCheckpointSaver[str]]:
         try:
             conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # as socflow's own connections (socflow.db)
             saver = SqliteSaver(conn, serde=strict_serde())
             saver.setup()  # CREATE TABLE IF NOT EXISTS under SQLite's own lock: cheap and safe
             yield saver
@@ -92,3 +93,29 @@ def prepare_checkpoints(url: str) -> None:
     """Create the checkpointer's tables now (worker start-up), instead of on the first run."""
     with open_checkpointer(url):
         return
+
+
+_SQLITE_KEEP_LATEST = (
+    """DELETE FROM writes WHERE thread_id = ? AND checkpoint_id < (
+         SELECT max(c.checkpoint_id) FROM checkpoints c
+         WHERE c.thread_id = writes.thread_id AND c.checkpoint_ns = writes.checkpoint_ns)""",
+    """DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id < (
+         SELECT max(c.checkpoint_id) FROM checkpoints c
+         WHERE c.thread_id = checkpoints.thread_id AND c.checkpoint_ns = checkpoints.checkpoint_ns)""",
+)
+
+
+def keep_latest(saver: BaseCheckpointSaver[str], thread_ids: list[str]) -> None:
+    """Drop every checkpoint of these threads (runs) but the latest, with the older ones' pending writes;
+    the latest checkpoint, its writes and (PostgreSQL) the blobs it references stay."""
+    if not thread_ids:
+        return
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    if not isinstance(saver, SqliteSaver):  # PostgresSaver
+        saver.prune(thread_ids, strategy="keep_latest")
+        return
+    with saver.cursor() as cur:  # one transaction (the saver commits on exit)
+        for thread_id in thread_ids:
+            for sql in _SQLITE_KEEP_LATEST:
+                cur.execute(sql, (thread_id,))

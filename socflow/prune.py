@@ -1,7 +1,8 @@
 """Trim checkpoint history: finished runs keep their final checkpoint, their older checkpoints go.
 
-LangGraph writes a checkpoint per super-step (``durability="sync"``), so a triage run leaves a dozen; only
-the last one matters once the run is final (``completed``, ``failed``, ``superseded``): it holds the
+The runner checkpoints when a graph exits and compacts a run's checkpoints itself when the run completes
+(``Runner._drive``); this trims the rest (failed and superseded runs, runs from before that). Only the
+last checkpoint matters once the run is final (``completed``, ``failed``, ``superseded``): it holds the
 final state that ``WorkflowSpec.read_state`` and the UI read. Runs that may still move (queued, running,
 awaiting input) are never touched; nor are alerts, cases, notes, model calls or audit events. Dead letters
 (refused ingest items) older than the same cut-off go too, and at most ``deadletters.MAX_ROWS`` stay.
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from socflow import deadletters
-from socflow.checkpoints import open_checkpointer
+from socflow.checkpoints import keep_latest, open_checkpointer
 from socflow.db import is_sqlite
 from socflow.runner import FINAL
 from socflow.schemas import now_utc
@@ -31,15 +32,6 @@ from socflow.tables import WorkflowRun
 PG_TABLES = ("checkpoints", "checkpoint_writes", "checkpoint_blobs")
 SQLITE_TABLES = ("checkpoints", "writes")
 BATCH = 200
-
-_SQLITE_KEEP_LATEST = (
-    """DELETE FROM writes WHERE thread_id = :t AND checkpoint_id < (
-         SELECT max(c.checkpoint_id) FROM checkpoints c
-         WHERE c.thread_id = writes.thread_id AND c.checkpoint_ns = writes.checkpoint_ns)""",
-    """DELETE FROM checkpoints WHERE thread_id = :t AND checkpoint_id < (
-         SELECT max(c.checkpoint_id) FROM checkpoints c
-         WHERE c.thread_id = checkpoints.thread_id AND c.checkpoint_ns = checkpoints.checkpoint_ns)""",
-)
 
 
 @dataclass(frozen=True)
@@ -106,14 +98,8 @@ def prune_checkpoints(
     runs = finished_runs(factory, clock() - older_than)
     for i in range(0, len(runs), BATCH):
         chunk = runs[i : i + BATCH]
-        if is_sqlite(url):
-            with engine.begin() as conn:
-                for run_id in chunk:
-                    for sql in _SQLITE_KEEP_LATEST:
-                        conn.execute(text(sql), {"t": run_id})
-        else:
-            with open_checkpointer(url) as saver:
-                saver.prune(chunk, strategy="keep_latest")
+        with open_checkpointer(url) as saver:
+            keep_latest(saver, chunk)
     dropped = deadletters.prune(factory, older_than=older_than, clock=clock)
     if vacuum:
         _vacuum(engine)

@@ -5,8 +5,17 @@ Advancing first *claims* the run with a compare-and-set on its row (status and l
 under a transaction-scoped advisory lock too), so two workers, or two analysts deciding at once, never
 run the same graph step twice: the loser's claim updates no row and its call is a no-op. A decision is
 stored in ``approvals`` (unique per interrupt) in the same transaction as the claim. A worker that dies
-leaves a ``running`` row whose lease expires; the next ``advance`` continues from the last checkpoint
-(``durability="sync"``). A heartbeat extends the lease while a graph runs.
+leaves a ``running`` row whose lease expires; the next ``advance`` continues from the last checkpoint.
+A heartbeat extends the lease while a graph runs.
+
+The hot path is thin (docs/performance.md): claiming a run is one transaction that also reads the run
+and its recorded ``run_steps`` (the nodes look their re-runs up in memory, not per node in the database);
+the graph is compiled once per workflow version; and LangGraph writes its checkpoint when the graph exits
+(``durability="exit"``: at an interrupt, at the end, or when a node raised), not after every node. A
+worker killed between two checkpoints loses nothing: the next ``advance`` runs the graph again from the
+last checkpoint, and every node that finished meanwhile returns its recorded ``run_steps`` update without
+doing its work (model calls, rows) twice. A completed run keeps only its latest checkpoint (the final
+state the UI reads); a failed run keeps the checkpoint ``retry`` resumes from.
 
 Runs never get stuck: a node that fails with a transient error (``socflow.errors.is_transient``: connection
 errors, timeouts, HTTP 429/5xx from the model endpoint or the SIEM) is run again from the last checkpoint,
@@ -29,12 +38,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
+from langgraph.pregel import Pregel
+from langgraph.types import Command, Durability
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from socflow.checkpoints import open_checkpointer
+from socflow.checkpoints import keep_latest, open_checkpointer
 from socflow.db import database_url, is_sqlite
 from socflow.enums import CASE_TRANSITIONS, FINAL_RUN_STATUSES, CaseStatus
 from socflow.enums import RunStatus as RunStatus
@@ -44,12 +54,13 @@ from socflow.runqueue import RunQueue as RunQueue
 from socflow.schemas import now_utc
 from socflow.sdk import Deps, RunContext, WorkflowSpec
 from socflow.store import CaseStore
-from socflow.tables import Approval, AuditEvent, Case, WorkflowRun
+from socflow.tables import Approval, AuditEvent, Case, RunStep, WorkflowRun
 
 log = logging.getLogger(__name__)
 
 
 FINAL = FINAL_RUN_STATUSES
+DURABILITY: Durability = "exit"  # re-run safety between checkpoints comes from run_steps (socflow.steps)
 
 
 class IncompatibleWorkflowVersion(ConflictError):
@@ -60,6 +71,14 @@ class AttemptsExhausted(ConflictError):
     """A run that was claimed ``max_attempts`` times without finishing (it keeps killing its worker)."""
 
     code = "attempts_exhausted"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A run this runner holds: its row (detached) and its recorded steps, read in the claim's transaction."""
+
+    run: WorkflowRun
+    steps: dict[tuple[str, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,8 @@ class Runner:
         self.lease = timedelta(seconds=lease_seconds)
         self.clock = clock
         self.owner = _owner()
+        self._graphs: dict[tuple[str, str], Pregel[Any, Any, Any, Any]] = {}
+        self._graphs_lock = threading.Lock()
 
     # -- start ---------------------------------------------------------------------------------------
     def start(
@@ -131,7 +152,17 @@ class Runner:
         if not is_sqlite(self.db_url):
             s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"socflow-run:{run_id}"})
 
-    def _claim(self, run_id: str) -> bool:
+    def _claimed(self, s: Session, run_id: str) -> _Claim:
+        """The claimed run and its recorded steps, in the claim's transaction."""
+        run = s.get(WorkflowRun, run_id, populate_existing=True)
+        assert run is not None
+        rows = s.execute(select(RunStep.node, RunStep.key, RunStep.update).where(RunStep.run_id == run_id))
+        steps = {(node, key): dict(update) for node, key, update in rows}
+        s.flush()
+        s.expunge(run)
+        return _Claim(run, steps)
+
+    def _claim(self, run_id: str) -> _Claim | None:
         now = self.clock()
         with self.factory() as s, s.begin():
             self._advisory_lock(s, run_id)
@@ -155,9 +186,9 @@ class Runner:
                 )
                 .execution_options(synchronize_session=False)
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            return self._claimed(s, run_id) if result.rowcount else None  # type: ignore[attr-defined]
 
-    def _claim_with_decision(self, run_id: str, decision: dict[str, Any], user: str) -> bool:
+    def _claim_with_decision(self, run_id: str, decision: dict[str, Any], user: str) -> _Claim | None:
         """Record the decision on the pending interrupt and claim the run, atomically; False if too late."""
         now = self.clock()
         try:
@@ -167,7 +198,7 @@ class Runner:
                 if run is None:
                     raise NotFoundError(f"run {run_id} does not exist")
                 if run.status != RunStatus.awaiting_input.value or not run.pending_interrupt_id:
-                    return False
+                    return None
                 s.add(
                     Approval(
                         run_id=run_id,
@@ -199,7 +230,7 @@ class Runner:
                 )
                 if not result.rowcount:  # type: ignore[attr-defined]
                     s.rollback()
-                    return False
+                    return None
                 CaseStore(s).record_run_event(
                     run_id,
                     "run.decision",
@@ -207,14 +238,15 @@ class Runner:
                     actor=user,
                     data={"action": decision.get("action"), "interrupt_id": run.pending_interrupt_id},
                 )
-            return True
+                return self._claimed(s, run_id)
         except IntegrityError:  # the interrupt was already decided
-            return False
+            return None
 
     # -- advance -------------------------------------------------------------------------------------
     def advance(self, run_id: str) -> AdvanceResult:
         """Run a queued run (or one whose lease expired) until its next interrupt or its end."""
-        if not self._claim(run_id):
+        claim = self._claim(run_id)
+        if claim is None:
             run = self.get(run_id)
             if self._give_up(run):
                 return self._finish(
@@ -225,7 +257,7 @@ class Runner:
                     ),
                 )
             return AdvanceResult(run_id, RunStatus(run.status), False, run.pending_interrupt)
-        return self._drive(run_id, resume=None)
+        return self._drive(claim, resume=None)
 
     def _give_up(self, run: WorkflowRun) -> bool:
         """Claim the right to fail a run whose attempts ran out (compare-and-set: one caller wins)."""
@@ -251,10 +283,11 @@ class Runner:
     def resume(self, run_id: str, decision: dict[str, Any], *, user: str) -> AdvanceResult:
         """Apply an analyst's decision to the pending interrupt. A second decision is a no-op."""
         self._check_version(self.get(run_id))
-        if not self._claim_with_decision(run_id, decision, user):
+        claim = self._claim_with_decision(run_id, decision, user)
+        if claim is None:
             run = self.get(run_id)
             return AdvanceResult(run_id, RunStatus(run.status), False, run.pending_interrupt)
-        return self._drive(run_id, resume=decision)
+        return self._drive(claim, resume=decision)
 
     def _check_version(self, run: WorkflowRun) -> WorkflowSpec:
         spec = self.registry.get(run.workflow)
@@ -270,28 +303,40 @@ class Runner:
             approval = s.scalar(select(Approval).where(Approval.interrupt_id == interrupt_id))
             return dict(approval.payload) if approval is not None else None
 
-    def _drive(self, run_id: str, *, resume: dict[str, Any] | None) -> AdvanceResult:
-        run = self.get(run_id)
+    def _graph(self, spec: WorkflowSpec) -> Pregel[Any, Any, Any, Any]:
+        """The workflow's graph, compiled once per version (without a checkpointer: each drive attaches its
+        own, on its own connection)."""
+        key = (spec.name, spec.version)
+        graph = self._graphs.get(key)
+        if graph is None:
+            with self._graphs_lock:
+                graph = self._graphs.get(key)
+                if graph is None:
+                    graph = self._graphs[key] = spec.build().compile()
+        return graph
+
+    def _drive(self, claim: _Claim, *, resume: dict[str, Any] | None) -> AdvanceResult:
+        run, run_id = claim.run, claim.run.id
         try:
             spec = self._check_version(run)
         except IncompatibleWorkflowVersion as exc:
             return self._finish(run_id, RunStatus.failed, error=exc)
-        ctx = RunContext(run_id=run.id, case_id=run.case_id, deps=self.deps)
+        ctx = RunContext(run_id=run.id, case_id=run.case_id, deps=self.deps, steps=claim.steps)
         config: RunnableConfig = {"configurable": {"thread_id": run.id}}
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(run_id, stop), daemon=True)
         beat.start()
         try:
             with open_checkpointer(self.db_url) as saver:
-                graph = spec.build().compile(checkpointer=saver)
+                graph = self._graph(spec).copy({"checkpointer": saver})
                 for retry in range(self.node_retries + 1):
-                    snapshot = graph.get_state(config)
                     if resume is not None and retry == 0:
                         payload: Any = Command(resume=resume)
-                    elif snapshot.created_at is None:
-                        payload = run.input  # first start
+                    elif saver.get_tuple(config) is None:
+                        payload = run.input  # first start (or killed before its first checkpoint)
                     else:
                         payload = None  # recover from the last checkpoint
+                        snapshot = graph.get_state(config)
                         pending = [i for t in snapshot.tasks for i in t.interrupts]
                         if pending:
                             decided = self._recorded_decision(run, pending[0].id)
@@ -299,7 +344,7 @@ class Runner:
                                 return self._await(run_id, pending[0].id, pending[0].value)
                             payload = Command(resume=decided)
                     try:
-                        graph.invoke(payload, config, context=ctx, durability="sync")
+                        out = graph.invoke(payload, config, context=ctx, durability=DURABILITY, version="v2")
                         break
                     except Exception as exc:
                         if retry >= self.node_retries or not is_transient(exc):
@@ -307,8 +352,9 @@ class Runner:
                         delay = min(self.retry_backoff_seconds * 2**retry, self.max_backoff_seconds)
                         log.warning("run %s: transient %s, node retried in %.1f s", run_id, _kind(exc), delay)
                         time.sleep(delay)
-                snapshot = graph.get_state(config)
-                pending = [i for t in snapshot.tasks for i in t.interrupts]
+                pending = list(out.interrupts)
+                if not pending:  # completed: only the final state is read from here on
+                    self._compact(saver, run_id)
         except Exception as exc:
             log.exception("run %s failed", run_id)
             return self._finish(run_id, RunStatus.failed, error=exc)
@@ -318,6 +364,14 @@ class Runner:
         if pending:
             return self._await(run_id, pending[0].id, pending[0].value)
         return self._finish(run_id, RunStatus.completed)
+
+    def _compact(self, saver: Any, run_id: str) -> None:
+        """Keep only a completed run's latest checkpoint; a failure leaves more rows, never fails the run
+        (``socflow db prune`` trims them later)."""
+        try:
+            keep_latest(saver, [run_id])
+        except Exception:
+            log.warning("run %s: its older checkpoints were not compacted", run_id, exc_info=True)
 
     def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.5)

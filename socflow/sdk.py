@@ -87,6 +87,13 @@ class RunContext:
     case_id: int | None
     deps: Deps
     actor: str = "socflow"
+    # The run's recorded steps, ``(node, visit key) -> update``, read once when the runner claimed the run
+    # (it holds the run's lease, so nobody else records steps meanwhile); ``@run_step`` adds the steps it
+    # records. None (a graph invoked outside the runner): ``@run_step`` reads ``run_steps`` per node.
+    steps: dict[tuple[str, str], dict[str, Any]] | None = None
+    # What the nodes of one drive share (``socflow.casework.case_and_alerts``: the case and its alerts are
+    # read once per drive, not once per node). Lives as long as this context: one ``advance``/``resume``.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def call(self, node: str) -> CallContext:
         return CallContext(run_id=self.run_id, case_id=self.case_id, node=node)

@@ -20,6 +20,7 @@ is a new visit and the re-run of the same visit (same checkpointed state) is not
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -80,10 +81,13 @@ def run_step(fn: Node[S, U]) -> Node[S, U]:
     def node(state: S, runtime: Runtime[RunContext]) -> U:
         ctx = runtime.context
         visit = _Visit(ctx.run_id, _node_name(fn), visit_key(state))
-        with ctx.deps.factory() as session:
-            recorded = find_run_step(session, visit.run_id, visit.node, visit.key)
+        if ctx.steps is not None:  # read once by the runner when it claimed the run
+            recorded = ctx.steps.get((visit.node, visit.key))
+        else:
+            with ctx.deps.factory() as session:
+                recorded = find_run_step(session, visit.run_id, visit.node, visit.key)
         if recorded is not None:
-            return cast(U, recorded)
+            return cast(U, copy.deepcopy(recorded))
         token = _CURRENT.set(visit)
         try:
             update = fn(state, runtime)
@@ -94,6 +98,8 @@ def run_step(fn: Node[S, U]) -> Node[S, U]:
                 record_run_step(
                     session, visit.run_id, visit.node, visit.key, dict(update), at=ctx.deps.clock()
                 )
+        if ctx.steps is not None:  # committed (the node's own transaction, or the one above)
+            ctx.steps[(visit.node, visit.key)] = dict(update)
         return update
 
     return node

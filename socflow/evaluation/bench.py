@@ -4,11 +4,13 @@
    leases, audit) -> persisted case at the approval interrupt, with an instant scripted model; against the
    same graph invoked bare (cases created beforehand, LangGraph's ``InMemorySaver``, no runner). The nodes do
    the same database work in both, so the difference is what the platform adds.
-2. Storm economy: N alerts from 20 incidents through storm grouping, runs advanced after every chunk of 1,000:
+2. Storage: database bytes per alert once its run completed (one case per alert, approved), no
+   ``db prune``: completed runs keep one checkpoint.
+3. Storm economy: N alerts from 20 incidents through storm grouping, runs advanced after every chunk of 1,000:
    runs and model calls per alert, database bytes per alert.
-3. Model batching: 8 short generations on the tiny random Llama, sequential vs concurrent with batching.
-4. SIEM ingest and query throughput on generated events (``wiring.siem_throughput``).
-5. API ingest (``socflow.evaluation.bench_ingest``): NDJSON alerts each opening a case, and a storm from 20
+4. Model batching: 8 short generations on the tiny random Llama, sequential vs concurrent with batching.
+5. SIEM ingest and query throughput on generated events (``wiring.siem_throughput``).
+6. API ingest (``socflow.evaluation.bench_ingest``): NDJSON alerts each opening a case, and a storm from 20
    incidents, on SQLite and PostgreSQL, each against a raw ``executemany`` of the same rows.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from socflow import __version__, migrate, wiring
+from socflow.decisions import submit_decision
 from socflow.evaluation.bench_ingest import ingest_figures
 from socflow.evaluation.tasks import CountingRecorder
 from socflow.grouping import OneCasePerAlert
+from socflow.hitl import Action, Decision
 from socflow.ingest import IngestService
 from socflow.model.base import Message
 from socflow.model.hf import TransformersModel
@@ -165,6 +170,48 @@ def overhead(workdir: Path, n: int) -> dict[str, Any]:
     }
 
 
+def storage(workdir: Path, n: int) -> dict[str, Any]:
+    """Database bytes per alert once its run completed, no ``db prune``: n alerts each opening a case, each
+    triaged to the approval interrupt and approved (every alert's raw payload, model call and audit event
+    kept). SQLite file + WAL after a WAL checkpoint, measured as growth over the warmed-up database."""
+    p = Platform(workdir, "storage", grouped=False)
+    approve = Decision(action=Action.approve, user="bench")
+
+    def triage(i: int) -> None:
+        report = p.service.ingest_text(json.dumps(bench_alert(i)), actor="bench")
+        case_id = report.items[0].case_id
+        for run_id in report.runs_queued:
+            p.runner.advance(run_id)
+            if case_id is not None:
+                submit_decision(p.runner, case_id, approve, run_id=run_id)
+
+    def size() -> int:
+        with sqlite3.connect(p.path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return p.bytes()
+
+    triage(-1)
+    before = size()
+    for i in range(n):
+        triage(i)
+    grown = size() - before
+    with p.factory() as session:
+        completed = int(
+            session.scalar(
+                select(func.count()).select_from(WorkflowRun).where(WorkflowRun.status == "completed")
+            )
+            or 0
+        )
+        checkpoints = int(session.scalar(text("SELECT count(*) FROM checkpoints")) or 0)
+    return {
+        "alerts": n,
+        "completed_runs": completed,
+        "checkpoints_per_completed_run": checkpoints / completed if completed else 0.0,
+        "db_bytes_per_alert_completed": grown / n,
+        "model_calls_per_alert": p.count(ModelCall) / (n + 1),
+    }
+
+
 def storm(workdir: Path, n: int) -> dict[str, Any]:
     p = Platform(workdir, "storm", grouped=True)
     start = now_utc()
@@ -280,6 +327,7 @@ def run_bench(
     say(f"socflow bench on {results.machine['platform']} ({results.machine['cpus']} CPUs)")
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("overhead", lambda: overhead(workdir, overhead_alerts)),
+        ("storage", lambda: storage(workdir, overhead_alerts)),
         ("storm", lambda: storm(workdir, storm_alerts)),
         ("siem", lambda: wiring.siem_throughput(workdir, siem_events)),
         ("ingest", lambda: ingest_figures(workdir, ingest_alerts, postgres_url)),

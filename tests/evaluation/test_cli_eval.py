@@ -124,8 +124,11 @@ def test_bench_prints_every_figure(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text(encoding="utf-8"))["figures"]
-    assert {"overhead", "storm", "siem", "ingest"} <= set(figures)
+    assert {"overhead", "storage", "storm", "siem", "ingest"} <= set(figures)
     assert figures["ingest"]["sqlite_open_cases"] == 40 and figures["ingest"]["sqlite_storm_cases"] == 20
+    # completed runs were compacted as they finished (no `db prune`): one checkpoint each
+    storage = figures["storage"]
+    assert storage["completed_runs"] == 3 and storage["checkpoints_per_completed_run"] == 1
     assert figures["storm"]["runs"] >= 20  # one case per incident, at least one run each
     for name in ("ratio_platform_to_bare", "runs_per_alert", "model_calls_per_alert", "db_bytes_per_alert"):
         assert name in result.output

@@ -170,9 +170,7 @@ def _approved_and_waiting(settings: Settings) -> tuple[str, str, Any]:
 
 def test_prune_keeps_the_final_checkpoint_of_finished_runs_only(db_url: str, tmp_path: Path) -> None:
     settings = settings_for(db_url, tmp_path)
-    finished, waiting, _ = _approved_and_waiting(settings)
-    final_state = SPEC.read_state(db_url, finished)
-    waiting_state = SPEC.read_state(db_url, waiting)
+    finished, waiting, runner = _approved_and_waiting(settings)
     engine = make_engine(db_url)
     table = "writes" if db_url.startswith("sqlite") else "checkpoint_writes"
 
@@ -182,21 +180,43 @@ def test_prune_keeps_the_final_checkpoint_of_finished_runs_only(db_url: str, tmp
                 conn.scalar(text("SELECT count(*) FROM checkpoints WHERE thread_id = :t"), {"t": run_id})
             )
 
-    before = {r: per_thread(r) for r in (finished, waiting)}
-    assert before[finished] > 1
+    assert per_thread(finished) == 1  # compacted by the runner as it completed
+    # a run with a checkpoint history (drafted, rejected, redrafted) that then failed: prune trims it
+    case_id = ingest_one(
+        settings,
+        {
+            "source": "t",
+            "source_ref": "p-failed",
+            "title": "Encoded PowerShell",
+            "severity": "high",
+            "rule": {"id": "r", "tags": ["attack.t1059.001"]},
+            "entities": {"hosts": ["H9"]},
+        },
+    )
+    failed = runner.advance(runner.start("alert_triage", case_id=case_id, actor="t")).run_id
+    redraft = submit_decision(runner, case_id, Decision(action="reject", user="ana", reason="more detail"))
+    assert redraft.status.value == "awaiting_input"
+    with runner.factory() as s, s.begin():
+        s.execute(
+            update(WorkflowRun).where(WorkflowRun.id == failed).values(status="failed", finished_at=now_utc())
+        )
+    final_state = SPEC.read_state(db_url, failed)
+    waiting_state = SPEC.read_state(db_url, waiting)
+    before = {r: per_thread(r) for r in (failed, waiting)}
+    assert before[failed] > 1
     kept = prune_checkpoints(engine, session_factory(engine), older_than=timedelta(days=1))
-    assert kept.runs == 0 and per_thread(finished) == before[finished]  # finished too recently
+    assert kept.runs == 0 and per_thread(failed) == before[failed]  # finished too recently
     report = prune_checkpoints(engine, session_factory(engine), older_than=timedelta(0), vacuum=True)
-    assert report.runs == 1 and report.rows_after == checkpoint_rows(engine) < report.rows_before
-    assert per_thread(finished) == 1 and per_thread(waiting) == before[waiting]
-    assert SPEC.read_state(db_url, finished) == final_state
+    assert report.runs == 2 and report.rows_after == checkpoint_rows(engine) < report.rows_before
+    assert per_thread(failed) == 1 and per_thread(finished) == 1 and per_thread(waiting) == before[waiting]
+    assert SPEC.read_state(db_url, failed) == final_state
     assert SPEC.read_state(db_url, waiting) == waiting_state
     orphans = (
         f"SELECT count(*) FROM {table} WHERE thread_id = :t "
         "AND checkpoint_id NOT IN (SELECT checkpoint_id FROM checkpoints WHERE thread_id = :t)"
     )
     with engine.connect() as conn:
-        assert conn.scalar(text(orphans), {"t": finished}) == 0  # no writes of deleted checkpoints
+        assert conn.scalar(text(orphans), {"t": failed}) == 0  # no writes of deleted checkpoints
     engine.dispose()
 
 

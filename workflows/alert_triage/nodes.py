@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from socflow.actions.catalog import unattended_actions
 from socflow.actions.propose import evidence_ref, propose_actions
 from socflow.actions.records import apply_item_decisions, store_proposals
-from socflow.casework import alert_evidence, load_case
+from socflow.casework import alert_evidence, case_and_alerts, case_evidence
 from socflow.enums import AuthorKind, CaseStatus, Verdict
 from socflow.errors import ModelError, StructuredOutputError, TransientError
 from socflow.evidence import case_context, collect_evidence
@@ -48,20 +48,21 @@ CLOSING_VERDICTS = {Verdict.false_positive.value, Verdict.benign_positive.value}
 
 
 def _load(ctx: RunContext, case_id: int) -> tuple[Case, list[Alert], list[Evidence]]:
-    snap = load_case(ctx.deps.factory, case_id, max_alerts=200)
-    return snap.case, snap.alerts, snap.evidence
+    """The case and its alerts (read once per drive) and its evidence now."""
+    case, alerts = case_and_alerts(ctx.deps.factory, ctx.memo, case_id, max_alerts=200)
+    return case, alerts, case_evidence(ctx.deps.factory, case_id)
 
 
 @run_step
 def gather_evidence(state: TriageState, runtime: Runtime[RunContext]) -> TriageState:
     ctx = runtime.context
     case_id = state["case_id"]
-    case, alerts, _ = _load(ctx, case_id)
+    _, alerts = case_and_alerts(ctx.deps.factory, ctx.memo, case_id, max_alerts=200)
     context = case_context(case_id, alerts[:MAX_MAPPED_ALERTS], window=WINDOW)
     found = collect_evidence(ctx.deps.evidence, context, limit=MAX_SIEM_EVIDENCE)
     records = [alert_evidence(a) for a in alerts[:MAX_ALERT_EVIDENCE]] + found
     with step_writes(runtime) as tx:
-        if case.status == CaseStatus.new.value:
+        if tx.store.get_case(case_id).status == CaseStatus.new.value:
             tx.store.move_case(case_id, CaseStatus.triaging, actor=ACTOR, reason="triage started")
         tx.store.add_evidence(case_id, records, actor=ACTOR)
         update: TriageState = {"evidence_ids": [e.evidence_id for e in tx.store.list_evidence(case_id)]}
