@@ -56,7 +56,7 @@ fuzz: install
 bench: install
 	$(BIN)/python -m pytest tests/benchmarks -s -p no:randomly --timeout 1800
 
-# the compose stack built and run end to end with Docker (root; ~see docs/deployment.md for its wall time)
+# the compose stack built and run end to end with Docker (root; 795 s measured, docs/deployment.md)
 compose-check:
 	bash scripts/compose_check.sh
 
