@@ -303,15 +303,20 @@ def test_endpoint_down_fails_with_the_reason_then_runs_retry_completes_from_the_
         assert s.scalar(select(func.count()).select_from(Note).where(Note.case_id == case_id)) == 1
         assert s.scalar(select(func.count()).select_from(Approval)) == 0
         calls = list(s.scalars(select(ModelCall).where(ModelCall.case_id == case_id).order_by(ModelCall.id)))
-        failed = [c for c in calls if c.error_kind]
-        # the first model node failed with the server down (its first try and its node retry, each recorded)
+        down = [c for c in calls if c.error_kind == "endpoint_unavailable"]
         seen = [(c.node, c.method, c.error_kind, (c.error or "")[:300]) for c in calls]
-        assert failed and {c.error_kind for c in failed} == {"endpoint_unavailable"}, seen
-        assert {c.node for c in failed} == {calls[0].node}
-        assert calls[: len(failed)] == failed  # then the retried run went on from there: nothing ran twice
-        answered = [(c.node, c.method) for c in calls[len(failed) :]]
-        assert answered.count(("assess_case", "score_labels")) == 1
-        assert answered.count(("assess_case", "generate_structured")) == 1
+        # the first model node failed with the server down (its first try and its node retry, each recorded)
+        assert down and {c.node for c in down} == {calls[0].node}, seen
+        assert calls[: len(down)] == down, seen  # then the retried run went on from there: nothing ran twice
+        # after that the endpoint answered every call; a 135M model may still write JSON that fails its schema
+        # (recorded, repaired or the fallback) — the model's doing, not the endpoint's
+        assert {c.error_kind for c in calls[len(down) :]} <= {None, "structured_output_invalid"}, seen
+        answered = [(c.node, c.method) for c in calls[len(down) :]]
+        after = calls[len(down) :]
+        assess = [c for c in after if (c.node, c.method) == ("assess_case", "generate_structured")]
+        assert len(assess) == 1, seen  # each node ran once after the retry
+        # label scoring follows a valid assessment only (an invalid one gives needs_review without scores)
+        assert answered.count(("assess_case", "score_labels")) == (1 if assess[0].error_kind is None else 0)
         techniques = list(
             s.scalars(select(CaseTechnique.technique_id).where(CaseTechnique.case_id == case_id))
         )
